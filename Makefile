@@ -1,0 +1,44 @@
+# The two commands a new user needs: `make demo` and `make test`.
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_DIR := .demo
+DEMO_RUN := $(DEMO_DIR)/run
+DEMO_DATA := $(DEMO_DIR)/synthetic
+HOST ?= 127.0.0.1
+PORT ?= 5000
+
+.PHONY: demo test lint bench clean venv
+
+venv: $(STAMP)
+
+# torch/torchvision first, pinned to the builds this machine has on disk, so the
+# package's range never pulls a multi-GB download.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q torch==2.14.1 torchvision==0.29.1
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+
+$(DEMO_DATA)/labels.csv: | $(STAMP)
+	$(BIN)/thyrocam synth $(DEMO_DATA) --cases 400 --seed 0
+
+$(DEMO_RUN)/model.safetensors: $(DEMO_DATA)/labels.csv
+	$(BIN)/thyrocam train $(DEMO_DATA) --out $(DEMO_RUN) --preset demo --device cpu
+
+demo: $(STAMP) $(DEMO_RUN)/model.safetensors
+	$(BIN)/thyrocam serve --checkpoint $(DEMO_RUN) --host $(HOST) --port $(PORT) --examples $(DEMO_DATA)
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/explain_vs_predict.py
+
+clean:
+	rm -rf $(DEMO_DIR) .pytest_cache

@@ -1,0 +1,82 @@
+"""Exception types shared by every layer.
+
+Every error a user can cause is an :class:`InputError` (a ``ValueError``) whose
+message names the field, the value received and what is allowed, and whose
+``code`` is a short machine-readable string the CLI and HTTP layers pass on.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "ThyrocamError",
+    "InputError",
+    "ClinicalValueError",
+    "ImageError",
+    "ImageTooLargeError",
+    "CheckpointError",
+    "DataError",
+]
+
+
+class ThyrocamError(Exception):
+    """Base class of every error raised on purpose by thyrocam."""
+
+    code: str = "error"
+
+
+class InputError(ThyrocamError, ValueError):
+    """A value supplied by the user is not acceptable.
+
+    Args:
+        message: full sentence naming the field, the value and what is allowed.
+        field: the name of the offending field, when there is one.
+        value: the value received.
+        allowed: a short description (or tuple) of what is allowed.
+    """
+
+    code = "invalid_input"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        value: Any = None,
+        allowed: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.field = field
+        self.value = value
+        self.allowed = allowed
+
+
+class ClinicalValueError(InputError):
+    """A clinical descriptor outside its vocabulary or range."""
+
+    code = "invalid_descriptor"
+
+
+class ImageError(InputError):
+    """Bytes or a file that cannot be decoded as an image."""
+
+    code = "invalid_image"
+
+
+class ImageTooLargeError(ImageError):
+    """An image over the pixel or byte limit (decompression bombs included)."""
+
+    code = "image_too_large"
+
+
+class DataError(InputError):
+    """A data set (folder, manifest) that cannot be used."""
+
+    code = "invalid_data"
+
+
+class CheckpointError(ThyrocamError, ValueError):
+    """A run folder or checkpoint that is missing, corrupt or mismatched."""
+
+    code = "bad_checkpoint"
