@@ -1,0 +1,225 @@
+"""ThyroidNet: a torchvision ResNet over the image plus a small branch over the descriptors.
+
+``model.cnn`` is the torchvision ResNet itself (its ``fc`` replaced by
+``Identity`` so it returns pooled features), so the usual Grad-CAM layer is
+``model.cnn.layer4[-1].conv2`` (resnet18) or ``.conv3`` (resnet50).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Literal
+
+import torch
+from torch import nn
+from torchvision import models
+
+from thyrocam.errors import CheckpointError, InputError
+
+__all__ = [
+    "ARCHS",
+    "MODALITIES",
+    "ThyroidNet",
+    "default_target_layer",
+    "last_conv",
+    "load_backbone_weights",
+    "resolve_device",
+]
+
+log = logging.getLogger(__name__)
+
+ARCHS = ("resnet18", "resnet50")
+MODALITIES = ("both", "image", "clinical")
+Arch = Literal["resnet18", "resnet50"]
+Modalities = Literal["both", "image", "clinical"]
+
+_BUILDERS = {"resnet18": models.resnet18, "resnet50": models.resnet50}
+_IMAGENET = {
+    "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
+    "resnet50": models.ResNet50_Weights.IMAGENET1K_V2,
+}
+_scratch_notice_given = False
+
+
+class ThyroidNet(nn.Module):
+    """Image branch + descriptor branch, fused into one malignancy logit.
+
+    Args:
+        arch: ``"resnet18"`` or ``"resnet50"``.
+        clinical_dim: length ``D`` of ``encode_clinical_with_mask``'s ``vec``.
+        hidden: width of the descriptor branch.
+        dropout: dropout before the fusion head.
+        modalities: ``"both"``; ``"image"`` ignores the descriptors; ``"clinical"``
+            ignores the image (for the modality ablation).
+
+    Example:
+        >>> model = ThyroidNet(arch="resnet18", clinical_dim=28)
+        >>> model(torch.zeros(2, 3, 64, 64), torch.zeros(2, 28)).shape
+        torch.Size([2, 1])
+    """
+
+    def __init__(
+        self,
+        *,
+        arch: Arch = "resnet18",
+        clinical_dim: int = 28,
+        hidden: int = 64,
+        dropout: float = 0.2,
+        modalities: Modalities = "both",
+    ) -> None:
+        super().__init__()
+        if arch not in ARCHS:
+            raise InputError(
+                f"arch: got {arch!r}; allowed: {', '.join(ARCHS)}",
+                field="arch",
+                value=arch,
+                allowed=ARCHS,
+            )
+        if modalities not in MODALITIES:
+            raise InputError(
+                f"modalities: got {modalities!r}; allowed: {', '.join(MODALITIES)}",
+                field="modalities",
+                value=modalities,
+                allowed=MODALITIES,
+            )
+        self.arch = arch
+        self.clinical_dim = int(clinical_dim)
+        self.modalities = modalities
+        self.cnn = _BUILDERS[arch](weights=None)
+        self.image_dim = self.cnn.fc.in_features
+        self.cnn.fc = nn.Identity()
+        self.clin_net = nn.Sequential(
+            nn.Linear(self.clinical_dim, hidden),
+            nn.ReLU(inplace=True),
+            nn.Linear(hidden, hidden),
+            nn.ReLU(inplace=True),
+        )
+        # The image features are projected to the descriptor branch's width so
+        # neither modality dominates the fusion by sheer number of inputs.
+        self.img_proj = nn.Sequential(nn.Linear(self.image_dim, hidden), nn.ReLU(inplace=True))
+        self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, 1))
+
+    def forward_image(self, img: torch.Tensor) -> torch.Tensor:
+        """``img (B, 3, H, W)`` -> image features ``(B, hidden)``."""
+        return self.img_proj(self.cnn(img))
+
+    def forward_clinical(self, clin: torch.Tensor | None, batch: int) -> torch.Tensor:
+        """``clin (B, D)`` or ``None`` (all missing) -> descriptor features ``(B, hidden)``."""
+        weight = self.clin_net[0].weight
+        if clin is None:
+            clin = torch.zeros(batch, self.clinical_dim, dtype=weight.dtype, device=weight.device)
+        if clin.dim() != 2 or clin.shape[1] != self.clinical_dim:
+            raise InputError(
+                f"clin: got shape {tuple(clin.shape)}; allowed: (B, {self.clinical_dim})",
+                field="clin",
+                value=tuple(clin.shape),
+                allowed=f"(B, {self.clinical_dim})",
+            )
+        return self.clin_net(clin.to(dtype=weight.dtype, device=weight.device))
+
+    def forward(self, img: torch.Tensor, clin: torch.Tensor | None = None) -> torch.Tensor:
+        """``img (B, 3, H, W)``, ``clin (B, D)`` or ``None`` -> logits ``(B, 1)``."""
+        batch = img.shape[0]
+        if self.modalities == "clinical":
+            # The image branch still runs (so CAM hooks and shapes behave), but its
+            # contribution is zeroed: the ablation sees descriptors only.
+            f_img = self.forward_image(img) * 0.0
+        else:
+            f_img = self.forward_image(img)
+        if self.modalities == "image":
+            clin = None
+        f_clin = self.forward_clinical(clin, batch)
+        return self.head(torch.cat([f_img, f_clin], dim=1))
+
+
+def last_conv(stage: nn.Module) -> nn.Module:
+    """The last convolution of a ResNet stage (BasicBlock ``conv2``, Bottleneck ``conv3``)."""
+    block = stage[-1]
+    return block.conv3 if hasattr(block, "conv3") else block.conv2
+
+
+def default_target_layer(model: ThyroidNet) -> nn.Module:
+    """The usual Grad-CAM layer: ``model.cnn.layer4[-1].conv2`` (resnet18) / ``.conv3`` (50)."""
+    return last_conv(model.cnn.layer4)
+
+
+def resolve_device(device: str | None) -> torch.device:
+    """``None`` -> CUDA when present, else CPU; otherwise check the name."""
+    if device is None or device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        dev = torch.device(device)
+    except RuntimeError:
+        raise InputError(
+            f"device: got {device!r}; allowed: cpu, cuda, cuda:N or auto",
+            field="device",
+            value=device,
+            allowed="cpu, cuda, cuda:N, auto",
+        ) from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(
+            f"device: got {device!r} but no CUDA device is available; allowed: cpu",
+            field="device",
+            value=device,
+            allowed="cpu",
+        )
+    return dev
+
+
+def load_backbone_weights(
+    model: ThyroidNet, *, weights: str | os.PathLike | None = "imagenet"
+) -> str:
+    """Initialise ``model.cnn`` from ImageNet weights found on this machine, never downloading.
+
+    Args:
+        weights: ``"imagenet"`` (torchvision's file, used only if it is already
+            in torch's hub cache), a path to a ``.safetensors`` or ``.pth`` state
+            dict of the torchvision ResNet, or ``None``/``"none"`` for scratch.
+
+    Returns:
+        A short description of what was loaded (stored in the run's metadata).
+    """
+    global _scratch_notice_given
+    if weights in (None, "none", "scratch"):
+        return "scratch"
+    if weights == "imagenet":
+        enum = _IMAGENET[model.arch]
+        cached = Path(torch.hub.get_dir()) / "checkpoints" / Path(enum.url).name
+        if not cached.is_file():
+            if not _scratch_notice_given:
+                log.warning(
+                    "No ImageNet weights for %s in %s (nothing is downloaded); "
+                    "training the image branch from scratch.",
+                    model.arch,
+                    cached.parent,
+                )
+                _scratch_notice_given = True
+            return "scratch"
+        path: Path = cached
+    else:
+        path = Path(weights)
+        if not path.is_file():
+            raise CheckpointError(f"backbone weights: file not found: {path}")
+    state = _read_state_dict(path)
+    state = {k: v for k, v in state.items() if not k.startswith("fc.")}
+    missing, unexpected = model.cnn.load_state_dict(state, strict=False)
+    if unexpected or [k for k in missing if not k.startswith("fc.")]:
+        raise CheckpointError(
+            f"backbone weights {path}: do not fit {model.arch} "
+            f"(missing {len(missing)}, unexpected {len(unexpected)} keys)"
+        )
+    return f"imagenet:{path.name}"
+
+
+def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:
+    try:
+        if path.suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            return load_file(str(path))
+        # weights_only: a state dict of tensors, never arbitrary pickled objects.
+        return torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - any decoder failure is a bad file
+        raise CheckpointError(f"backbone weights {path}: cannot be read ({exc})") from exc
