@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny synthetic DDTI folder, a tiny trained run, the real DDTI sample."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+DDTI_SAMPLE = ROOT.parent / "shared" / "ddti"
+IN_CI = os.environ.get("CI") == "true"
+
+# Two cores: keep torch from oversubscribing when several things run at once.
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+def require_ddti_sample() -> Path:
+    """The real DDTI sample; outside CI its absence skips, under CI=true it fails."""
+    if not DDTI_SAMPLE.is_dir():
+        if IN_CI:
+            pytest.fail(f"the DDTI sample is missing at {DDTI_SAMPLE} (required under CI=true)")
+        pytest.skip(f"the DDTI sample is not at {DDTI_SAMPLE}")
+    return DDTI_SAMPLE
+
+
+@pytest.fixture(scope="session")
+def ddti_sample() -> Path:
+    return require_ddti_sample()
+
+
+@pytest.fixture(scope="session")
+def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """24 synthetic cases in DDTI format (560x360 frames, labels.csv)."""
+    from thyrocam.data import make_synthetic_ddti
+
+    out = tmp_path_factory.mktemp("synth") / "ddti"
+    make_synthetic_ddti(out, cases=24, seed=7)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for one epoch at 64 px on ``synth_dir`` (CPU, seconds)."""
+    from thyrocam.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    config = TrainConfig(
+        epochs=1, image_size=64, batch_size=8, preprocess="letterbox", progress=False,
+        device="cpu", weights=None,
+    )
+    train(synth_dir, out=out, config=config)
+    return out
+
+
+@pytest.fixture(scope="session")
+def tiny_roi_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Like ``tiny_run`` but trained on crops around the nodule (``preprocess="roi"``)."""
+    from thyrocam.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("runs") / "tiny_roi"
+    config = TrainConfig(
+        epochs=1, image_size=64, batch_size=8, preprocess="roi", progress=False,
+        device="cpu", weights=None,
+    )
+    train(synth_dir, out=out, config=config)
+    return out
