@@ -114,6 +114,7 @@ def save_run(
         "arch": model.arch,
         "modalities": model.modalities,
         "clinical_dim": model.clinical_dim,
+        "hidden": model.hidden,
         "image_size": preprocessing.size,
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),

@@ -19,6 +19,7 @@ from __future__ import annotations
 import io
 import math
 import os
+import warnings
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import IO, Literal
@@ -78,7 +79,11 @@ def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Ima
                 fp: IO[bytes] | str | os.PathLike = io.BytesIO(bytes(src))
             else:
                 fp = src
-            img = Image.open(fp)
+            with warnings.catch_warnings():
+                # Pillow warns between its limit and twice it; the explicit pixel
+                # check below decides instead (with a clear error), so silence it.
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                img = Image.open(fp)
         except FileNotFoundError:
             raise ImageError(
                 f"image: file not found: {os.fspath(src)!s}",  # type: ignore[arg-type]
@@ -186,6 +191,14 @@ class FrameMapping:
         out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
         inside = (np.abs(xs)[None, :] <= 1.0) & (np.abs(ys)[:, None] <= 1.0)
         return np.where(inside, out[0, 0].numpy(), 0.0).astype(np.float32)
+
+    def visible_mask(self) -> np.ndarray:
+        """Boolean ``(H, W)``: the part of the frame the network saw."""
+        width, height = self.frame_size
+        x0, y0, x1, y1 = self.box
+        xs = np.arange(width) + 0.5
+        ys = np.arange(height) + 0.5
+        return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
 
     def frame_box_to_input(self, box: Box) -> Box:
         """A box in frame pixels -> the same box in input pixels."""

@@ -87,6 +87,7 @@ class ThyroidNet(nn.Module):
         self.arch = arch
         self.clinical_dim = int(clinical_dim)
         self.modalities = modalities
+        self.hidden = int(hidden)
         self.cnn = _BUILDERS[arch](weights=None)
         self.image_dim = self.cnn.fc.in_features
         self.cnn.fc = nn.Identity()
@@ -123,9 +124,9 @@ class ThyroidNet(nn.Module):
         """``img (B, 3, H, W)``, ``clin (B, D)`` or ``None`` -> logits ``(B, 1)``."""
         batch = img.shape[0]
         if self.modalities == "clinical":
-            # The image branch still runs (so CAM hooks and shapes behave), but its
-            # contribution is zeroed: the ablation sees descriptors only.
-            f_img = self.forward_image(img) * 0.0
+            # The ablation sees descriptors only; skipping the CNN makes it cheap to train.
+            weight = self.head[-1].weight
+            f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
         else:
             f_img = self.forward_image(img)
         if self.modalities == "image":

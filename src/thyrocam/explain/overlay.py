@@ -18,7 +18,12 @@ def colorize_cam(cam: np.ndarray, *, cmap: str = "jet") -> np.ndarray:
 
 
 def overlay_cam_on_pil(
-    img: Image.Image, cam: np.ndarray, alpha: float = 0.35, *, cmap: str = "jet"
+    img: Image.Image,
+    cam: np.ndarray,
+    alpha: float = 0.35,
+    *,
+    cmap: str = "jet",
+    where: np.ndarray | None = None,
 ) -> Image.Image:
     """Blend ``cam`` over ``img``; the result is RGB at the image's own size.
 
@@ -29,6 +34,8 @@ def overlay_cam_on_pil(
             ``FrameMapping.cam_to_frame`` to put a network-input CAM on the frame).
         alpha: heatmap opacity in [0, 1] (0 = image only, 1 = heatmap only).
         cmap: a matplotlib colormap name.
+        where: optional boolean ``(H, W)``: tint only there (e.g. the part of
+            the frame the network saw, ``FrameMapping.visible_mask()``).
     """
     if not 0.0 <= float(alpha) <= 1.0:
         raise InputError(
@@ -51,5 +58,8 @@ def overlay_cam_on_pil(
             Image.fromarray(cam, mode="F").resize(base.size, Image.BILINEAR), dtype=np.float32
         )
     heat = colorize_cam(cam, cmap=cmap).astype(np.float32)
-    out = (1.0 - alpha) * np.asarray(base, dtype=np.float32) + alpha * heat
+    weight = np.full(cam.shape + (1,), float(alpha), dtype=np.float32)
+    if where is not None:
+        weight *= np.asarray(where, dtype=np.float32)[..., None]
+    out = (1.0 - weight) * np.asarray(base, dtype=np.float32) + weight * heat
     return Image.fromarray(np.clip(out + 0.5, 0, 255).astype(np.uint8), mode="RGB")
