@@ -119,7 +119,9 @@ class Explanation:
     @property
     def overlay(self) -> Image.Image:
         """The CAM blended on the original frame at :attr:`alpha` (RGB, the frame's size)."""
-        return overlay_cam_on_pil(self.image, self.cam_frame, alpha=self.alpha)
+        return overlay_cam_on_pil(
+            self.image, self.cam_frame, alpha=self.alpha, where=self.mapping.visible_mask()
+        )
 
 
 class Predictor:

@@ -1,0 +1,157 @@
+"""A bounded load test: gunicorn (1 worker, 8 threads), 8 clients x 25 ``/explain`` requests."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+import uuid
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from pathlib import Path
+
+import pytest
+
+CLIENTS = 8
+REQUESTS_PER_CLIENT = 25
+OVERALL_TIMEOUT_S = 240.0
+log = logging.getLogger(__name__)
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def post_explain(base: str, image: bytes, *, timeout: float) -> dict:
+    """POST one image to /explain as multipart, with the standard library only."""
+    boundary = uuid.uuid4().hex
+    body = b"".join(
+        [
+            f"--{boundary}\r\n".encode(),
+            b'Content-Disposition: form-data; name="file"; filename="frame.jpg"\r\n',
+            b"Content-Type: image/jpeg\r\n\r\n",
+            image,
+            f"\r\n--{boundary}\r\n".encode(),
+            b'Content-Disposition: form-data; name="use_clinical"\r\n\r\n1\r\n',
+            f"--{boundary}\r\n".encode(),
+            b'Content-Disposition: form-data; name="composition"\r\n\r\nsolid\r\n',
+            f"--{boundary}--\r\n".encode(),
+        ]
+    )
+    request = urllib.request.Request(
+        base + "/explain",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=timeout) as response:
+        assert response.status == 200
+        return json.loads(response.read())
+
+
+@pytest.fixture
+def gunicorn_server(tiny_run: Path, tmp_path: Path):
+    port = free_port()
+    env = {**os.environ, "THYROCAM_UPLOAD_DIR": str(tmp_path / "uploads")}
+    env.pop("THYROCAM_EXAMPLES", None)
+    log_path = tmp_path / "gunicorn.log"
+    with open(log_path, "wb") as log_file:
+        proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "thyrocam.cli",
+                "serve",
+                "--checkpoint",
+                str(tiny_run),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+                "--workers",
+                "1",
+                "--threads",
+                "8",
+            ],
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+            cwd=tmp_path,
+            start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"gunicorn exited with {proc.returncode}:\n{log_path.read_text()}")
+            try:
+                with urllib.request.urlopen(base + "/health", timeout=2) as response:
+                    health = json.loads(response.read())
+                break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                if time.monotonic() > deadline:
+                    pytest.fail(f"gunicorn did not answer /health:\n{log_path.read_text()}")
+                time.sleep(0.25)
+        assert health["model_loaded"] is True, health
+        yield base
+    finally:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait(timeout=10)
+    # A graceful stop: gunicorn's arbiter exits 0 on SIGTERM.
+    assert proc.returncode == 0, log_path.read_text()[-2000:]
+
+
+def test_concurrent_explains_under_gunicorn_equal_sequential(gunicorn_server, synth_dir):
+    images = [p.read_bytes() for p in sorted(synth_dir.glob("*_1.jpg"))[:4]]
+    assert len(images) == 4
+    start = time.monotonic()
+    sequential = [post_explain(gunicorn_server, image, timeout=60) for image in images]
+    sequential_s = time.monotonic() - start
+
+    def client(index: int) -> list[tuple[int, dict]]:
+        out = []
+        for i in range(REQUESTS_PER_CLIENT):
+            which = (index + i) % len(images)
+            remaining = OVERALL_TIMEOUT_S - (time.monotonic() - start)
+            if remaining <= 0:
+                raise TimeoutError("the load test ran out of time")
+            out.append((which, post_explain(gunicorn_server, images[which], timeout=remaining)))
+        return out
+
+    load_start = time.monotonic()
+    results: list[tuple[int, dict]] = []
+    with ThreadPoolExecutor(max_workers=CLIENTS) as pool:
+        futures = [pool.submit(client, i) for i in range(CLIENTS)]
+        for future in as_completed(futures, timeout=OVERALL_TIMEOUT_S):
+            results.extend(future.result())
+    load_s = time.monotonic() - load_start
+    log.info(
+        "sequential: %.3f s/request; %d concurrent requests in %.1f s (%.1f requests/s)",
+        sequential_s / len(images),
+        len(results),
+        load_s,
+        len(results) / load_s,
+    )
+
+    assert len(results) == CLIENTS * REQUESTS_PER_CLIENT
+    for which, body in results:
+        expected = sequential[which]
+        assert body["cam"] == expected["cam"]
+        assert body["probability"] == expected["probability"]
+        assert body["overlay_png_base64"] == expected["overlay_png_base64"]
+    # The four images give four different maps, so a mix-up could not pass unnoticed.
+    assert len({json.dumps(s["cam"]["grid"]) for s in sequential}) == len(images)
