@@ -109,20 +109,20 @@ _RAW_SPELLINGS = {
 # Class-conditional tables P(feature | y), y = 0 benign, 1 malignant. They
 # overlap on purpose: no single feature decides, the combination does.
 _P_COMPOSITION = {
-    0: (0.09, 0.14, 0.12, 0.23, 0.39, 0.03),
-    1: (0.03, 0.07, 0.04, 0.21, 0.60, 0.05),
+    0: (0.12, 0.17, 0.16, 0.22, 0.31, 0.02),
+    1: (0.02, 0.05, 0.02, 0.18, 0.68, 0.05),
 }
 _P_ECHOGENICITY = {
-    0: (0.14, 0.42, 0.36, 0.08),
-    1: (0.07, 0.21, 0.50, 0.22),
+    0: (0.18, 0.46, 0.31, 0.05),
+    1: (0.05, 0.16, 0.50, 0.29),
 }
 _P_MARGINS = {
-    0: (0.33, 0.31, 0.16, 0.11, 0.05, 0.04),
-    1: (0.08, 0.12, 0.22, 0.12, 0.23, 0.23),
+    0: (0.37, 0.33, 0.15, 0.09, 0.04, 0.02),
+    1: (0.06, 0.09, 0.18, 0.13, 0.24, 0.30),
 }
 _P_CALCIFICATIONS = {
-    0: (0.66, 0.22, 0.12),
-    1: (0.46, 0.15, 0.39),
+    0: (0.70, 0.22, 0.08),
+    1: (0.40, 0.12, 0.48),
 }
 _P_TALLER_THAN_WIDE = {0: 0.03, 1: 0.60}
 # Median nodule size (mm); malignant nodules here tend to be found smaller.
@@ -301,9 +301,9 @@ def sample_case_features(
     sex = "M" if rng.random() < _P_MALE[y] else "F"
     # Malignancy is likelier at both ends of life here: benign ages cluster mid-life.
     if y:
-        age = rng.normal(32.0, 7.5) if rng.random() < 0.5 else rng.normal(67.0, 7.5)
+        age = rng.normal(33.0, 8.0) if rng.random() < 0.5 else rng.normal(66.0, 8.0)
     else:
-        age = rng.normal(50.0, 8.5)
+        age = rng.normal(50.0, 9.0)
     age = int(np.clip(round(age), 15, 90))
 
     read = {}
