@@ -320,7 +320,7 @@ def test_descriptors_plus_image_beat_either_alone() -> None:
     assert 0.40 < y.mean() < 0.50
     assert aucs["both"] > aucs["image"] > aucs["xml"], aucs
     assert aucs["both"] >= 0.96, aucs
-    assert 0.80 <= aucs["xml"] <= 0.93, aucs
+    assert 0.85 <= aucs["xml"] <= 0.95, aucs
 
 
 def test_tirads_grade_follows_the_written_descriptors() -> None:

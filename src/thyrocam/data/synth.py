@@ -109,20 +109,20 @@ _RAW_SPELLINGS = {
 # Class-conditional tables P(feature | y), y = 0 benign, 1 malignant. They
 # overlap on purpose: no single feature decides, the combination does.
 _P_COMPOSITION = {
-    0: (0.12, 0.17, 0.16, 0.22, 0.31, 0.02),
-    1: (0.02, 0.05, 0.02, 0.18, 0.68, 0.05),
+    0: (0.135, 0.185, 0.18, 0.21, 0.27, 0.02),
+    1: (0.015, 0.04, 0.015, 0.165, 0.71, 0.055),
 }
 _P_ECHOGENICITY = {
-    0: (0.18, 0.46, 0.31, 0.05),
-    1: (0.05, 0.16, 0.50, 0.29),
+    0: (0.20, 0.48, 0.28, 0.04),
+    1: (0.04, 0.14, 0.50, 0.32),
 }
 _P_MARGINS = {
-    0: (0.37, 0.33, 0.15, 0.09, 0.04, 0.02),
-    1: (0.06, 0.09, 0.18, 0.13, 0.24, 0.30),
+    0: (0.385, 0.34, 0.15, 0.075, 0.035, 0.015),
+    1: (0.05, 0.075, 0.165, 0.14, 0.245, 0.325),
 }
 _P_CALCIFICATIONS = {
-    0: (0.70, 0.22, 0.08),
-    1: (0.40, 0.12, 0.48),
+    0: (0.71, 0.22, 0.07),
+    1: (0.375, 0.11, 0.515),
 }
 _P_TALLER_THAN_WIDE = {0: 0.03, 1: 0.60}
 # Median nodule size (mm); malignant nodules here tend to be found smaller.
