@@ -9,7 +9,7 @@ DEMO_DATA := $(DEMO_DIR)/synthetic
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: demo test lint bench clean venv
+.PHONY: demo test lint bench report clean venv
 
 venv: $(STAMP)
 
@@ -36,6 +36,19 @@ $(DEMO_RUN)/model.safetensors: $(DEMO_DATA)/labels.csv
 
 demo: $(STAMP) $(DEMO_RUN)/model.safetensors
 	$(BIN)/thyrocam serve --checkpoint $(DEMO_RUN) --host $(HOST) --port $(PORT) --examples $(DEMO_DATA)
+
+# The evaluation report on the demo set, with the modality ablation (same data,
+# seed and split; the clinical-only model skips the CNN and trains in seconds).
+$(DEMO_DIR)/run_image/model.safetensors: $(DEMO_DATA)/labels.csv
+	$(BIN)/thyrocam train $(DEMO_DATA) --out $(DEMO_DIR)/run_image --preset demo --modalities image --device cpu --no-progress
+
+$(DEMO_DIR)/run_clinical/model.safetensors: $(DEMO_DATA)/labels.csv
+	$(BIN)/thyrocam train $(DEMO_DATA) --out $(DEMO_DIR)/run_clinical --preset demo --modalities clinical --device cpu --no-progress
+
+report: $(DEMO_RUN)/model.safetensors $(DEMO_DIR)/run_image/model.safetensors $(DEMO_DIR)/run_clinical/model.safetensors
+	$(BIN)/thyrocam evaluate $(DEMO_RUN) $(DEMO_DATA) --report $(DEMO_DIR)/report \
+		--ablation image=$(DEMO_DIR)/run_image clinical=$(DEMO_DIR)/run_clinical
+	@echo "report: $(DEMO_DIR)/report/report.html"
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/explain_vs_predict.py
