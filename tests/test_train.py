@@ -53,3 +53,15 @@ def test_device_resolution() -> None:
     assert resolve_device(None).type in ("cpu", "cuda")
     with pytest.raises(InputError, match="device"):
         resolve_device("tpu")
+
+
+def test_lr_schedule_warms_up_decays_and_can_be_compressed() -> None:
+    from thyrocam.train import _WarmupCosine
+
+    schedule = _WarmupCosine(total_steps=100)
+    assert schedule(0) == pytest.approx(0.02)
+    assert schedule(15) == pytest.approx(1.0)
+    assert schedule(60) < schedule(30) < 1.0
+    assert schedule(100) == pytest.approx(0.02)
+    schedule.total_steps = 50  # a time budget shortened the run: decay completes sooner
+    assert schedule(50) == pytest.approx(0.02)

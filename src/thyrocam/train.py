@@ -276,6 +276,9 @@ def train(
 
     history: list[dict] = []
     best = _Best()
+    # Decode every frame before the clock starts: the time budget measures training.
+    train_ds.preload()
+    val_ds.preload()
     start = time.perf_counter()
     epochs = config.epochs
     epoch = 0
@@ -319,19 +322,21 @@ def train(
                 epoch=epoch,
                 state={k: v.detach().clone() for k, v in model.state_dict().items()},
             )
-        if epoch == 1 and config.max_minutes is not None and epochs > 1:
-            # Fit the run into the time budget from the first epoch's duration, and
-            # compress the learning-rate schedule to match (it completes its decay).
-            fit = max(1, int(config.max_minutes * 60 / max(elapsed, 1e-6)))
+        if config.max_minutes is not None and epoch < epochs:
+            # Fit the run into the time budget from the last epoch's duration, and
+            # compress the learning-rate schedule to match (it still completes its
+            # decay instead of stopping at a high learning rate).
+            last = elapsed - (history[-2]["seconds"] if len(history) > 1 else 0.0)
+            fit = epoch + int((config.max_minutes * 60 - elapsed) / max(last, 1e-6))
             if fit < epochs:
                 log.info(
                     "time budget %.1f min: %d of %d epochs fit (%.0f s each)",
                     config.max_minutes,
-                    fit,
+                    max(fit, epoch),
                     epochs,
-                    elapsed,
+                    last,
                 )
-                epochs = fit
+                epochs = max(fit, epoch)
                 schedule.total_steps = epochs * len(train_dl)
     model.load_state_dict(best.state)
 

@@ -68,6 +68,11 @@ class ThyroidDataset(torch.utils.data.Dataset):
             self._frames[i] = load_image(self.samples[i].image_path)
         return self._frames[i]
 
+    def preload(self) -> None:
+        """Decode every frame now (so the first epoch is not also the decoding pass)."""
+        for i in range(len(self)):
+            self.frame(i)
+
     def roi(self, i: int) -> Box | None:
         return sample_roi(self.samples[i]) if self.preprocessing.mode == "roi" else None
 
