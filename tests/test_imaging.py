@@ -169,3 +169,13 @@ def test_polygons_to_mask_and_bbox() -> None:
     assert polygons_bbox([square]) == (10.0, 10.0, 20.0, 20.0)
     assert polygons_bbox([]) is None
     assert torch.is_tensor(preprocess_image(Image.new("RGB", (40, 30)), size=32))
+
+
+def test_nodule_box_is_the_largest_outline_not_both_panels() -> None:
+    from thyrocam.imaging import nodule_box
+
+    left = ((40.0, 100.0), (100.0, 100.0), (100.0, 160.0), (40.0, 160.0))
+    right = ((320.0, 90.0), (400.0, 90.0), (400.0, 170.0), (320.0, 170.0))
+    assert nodule_box([left, right]) == (320.0, 90.0, 400.0, 170.0)
+    assert polygons_bbox([left, right]) == (40.0, 90.0, 400.0, 170.0)
+    assert nodule_box([]) is None

@@ -46,6 +46,7 @@ __all__ = [
     "denormalize",
     "polygons_to_mask",
     "polygons_bbox",
+    "nodule_box",
     "parse_box",
 ]
 
@@ -439,3 +440,22 @@ def polygons_bbox(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | No
     xs = [float(p[0]) for p in points]
     ys = [float(p[1]) for p in points]
     return (min(xs), min(ys), max(xs), max(ys))
+
+
+def nodule_box(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
+    """The box around the largest outline: the region of interest of one view.
+
+    A two-panel DDTI frame outlines the same nodule once per panel; a box around
+    every outline would span both panels and shrink the nodule in the crop.
+    """
+    outlines = [poly for poly in polygons if len(poly) >= 3]
+    if not outlines:
+        return polygons_bbox(polygons)
+
+    def area(poly: Sequence[tuple[float, float]]) -> float:
+        xs = np.array([float(p[0]) for p in poly])
+        ys = np.array([float(p[1]) for p in poly])
+        return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+
+    return polygons_bbox([max(outlines, key=area)])
+

@@ -10,14 +10,14 @@ from PIL import Image
 
 from thyrocam.clinical import FIELDS, encode_clinical_with_mask
 from thyrocam.data.samples import Sample
-from thyrocam.imaging import Box, Preprocessing, load_image, polygons_bbox, to_tensor
+from thyrocam.imaging import Box, Preprocessing, load_image, nodule_box, to_tensor
 
 __all__ = ["ThyroidDataset", "sample_roi"]
 
 
 def sample_roi(sample: Sample) -> Box | None:
-    """The box around the sample's nodule outline(s), if it has any."""
-    return polygons_bbox(sample.polygons)
+    """The box around the sample's (largest) nodule outline, if it has any."""
+    return nodule_box(sample.polygons)
 
 
 class ThyroidDataset(torch.utils.data.Dataset):

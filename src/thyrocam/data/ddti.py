@@ -27,6 +27,7 @@ from PIL import Image, UnidentifiedImageError
 
 from thyrocam.clinical import FIELDS, normalize_tirads, normalize_value
 from thyrocam.errors import ClinicalValueError, DataError
+from thyrocam.imaging import nodule_box, polygons_bbox
 
 __all__ = [
     "Point",
@@ -78,12 +79,12 @@ class View:
     @property
     def bbox(self) -> tuple[float, float, float, float] | None:
         """``(x0, y0, x1, y1)`` around every polygon point, or ``None`` without polygons."""
-        points = [p for polygon in self.polygons for p in polygon]
-        if not points:
-            return None
-        xs = [x for x, _ in points]
-        ys = [y for _, y in points]
-        return (min(xs), min(ys), max(xs), max(ys))
+        return polygons_bbox(self.polygons)
+
+    @property
+    def nodule_box(self) -> tuple[float, float, float, float] | None:
+        """The box around the largest outline (one panel of a two-panel frame)."""
+        return nodule_box(self.polygons)
 
 
 @dataclass(frozen=True)

@@ -72,7 +72,7 @@ def load_examples(folder: str | os.PathLike | None, *, limit: int = 8) -> list[E
         )
     by_label: dict[str | None, list[Example]] = {"benign": [], "malignant": [], None: []}
     for case in cases:
-        view = next((v for v in case.views if v.bbox and v.image_path.is_file()), None)
+        view = next((v for v in case.views if v.nodule_box and v.image_path.is_file()), None)
         if view is None:
             continue
         label = case.label if case.label is not None else tirads_to_label(case.tirads)
@@ -85,7 +85,7 @@ def load_examples(folder: str | os.PathLike | None, *, limit: int = 8) -> list[E
                 dict(case.clinical),
                 case.tirads,
                 name,
-                view.bbox,
+                view.nodule_box,
             )
         )
     # Benign and malignant cases in turn, so a short list still shows both.
