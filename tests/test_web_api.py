@@ -670,3 +670,19 @@ def test_gunicorn_options(host, bind):
     options = gunicorn_options(host=host, port=5001, workers=2, threads=8)
     assert options["bind"] == bind
     assert (options["workers"], options["threads"], options["worker_class"]) == (2, 8, "gthread")
+
+
+def test_examples_from_a_relative_folder_are_served(tmp_path, monkeypatch, synth_dir) -> None:
+    """A relative THYROCAM_EXAMPLES (as `make demo` passes) must not resolve against the package."""
+    import shutil
+
+    from thyrocam.web import create_app
+
+    shutil.copytree(synth_dir, tmp_path / "examples")
+    monkeypatch.chdir(tmp_path)
+    app = create_app({"TESTING": True, "CHECKPOINT": None, "EXAMPLES": "examples"})
+    client = app.test_client()
+    listed = client.get("/examples").get_json()
+    assert listed
+    with client.get(listed[0]["image_url"]) as image:
+        assert image.status_code == 200 and image.data[:3] == b"\xff\xd8\xff"

@@ -62,7 +62,8 @@ def load_examples(folder: str | os.PathLike | None, *, limit: int = 8) -> list[E
     if not folder:
         return []
     try:
-        cases, problems = read_ddti(folder)
+        # Absolute paths: Flask resolves a relative send_file path against the app's root.
+        cases, problems = read_ddti(Path(folder).resolve())
     except DataError as exc:
         log.warning("examples: %s", exc)
         return []
