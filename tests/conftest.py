@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 from pathlib import Path
 
@@ -66,3 +67,22 @@ def tiny_roi_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> P
     )
     train(synth_dir, out=out, config=config)
     return out
+
+
+_LOADED_PREDICTORS: dict[str, object] = {}
+
+
+@pytest.fixture
+def load_predictors_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``Predictor.load`` load each checkpoint once per session (apps get shallow copies)."""
+    from thyrocam.predictor import Predictor
+
+    real = Predictor.load.__func__
+
+    def load(cls, run, device=None):
+        key = str(run)
+        if key not in _LOADED_PREDICTORS:
+            _LOADED_PREDICTORS[key] = real(cls, run, device=device)
+        return copy.copy(_LOADED_PREDICTORS[key])
+
+    monkeypatch.setattr(Predictor, "load", classmethod(load))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import re
 import threading
@@ -18,25 +17,11 @@ from thyrocam.data import read_ddti
 from thyrocam.errors import InputError
 from thyrocam.explain import CAM_METHODS
 from thyrocam.explain.overlay import colorize_cam
-from thyrocam.predictor import Predictor
 from thyrocam.web import DEFAULTS, create_app, get_state
 from thyrocam.web.i18n import STRINGS, VOCAB_LABELS
 
-_LOADED: dict[str, Predictor] = {}
-
-
-@pytest.fixture(autouse=True)
-def _load_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Load each checkpoint once per session; every app gets its own shallow copy."""
-    real = Predictor.load.__func__
-
-    def load(cls, run, device=None):
-        key = str(run)
-        if key not in _LOADED:
-            _LOADED[key] = real(cls, run, device=device)
-        return copy.copy(_LOADED[key])
-
-    monkeypatch.setattr(Predictor, "load", classmethod(load))
+# Each checkpoint is loaded once per session (see conftest.load_predictors_once).
+pytestmark = pytest.mark.usefixtures("load_predictors_once")
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import base64
-import copy
 import io
 import os
 import re
@@ -16,25 +15,11 @@ from PIL import Image, ImageFile
 from werkzeug.datastructures import FileStorage
 from werkzeug.test import encode_multipart
 
-from thyrocam.predictor import Predictor
 from thyrocam.web import create_app, get_state
 from thyrocam.web import uploads as uploads_module
 
-_LOADED: dict[str, Predictor] = {}
-
-
-@pytest.fixture(autouse=True)
-def _load_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Load each checkpoint once per session; every app gets its own shallow copy."""
-    real = Predictor.load.__func__
-
-    def load(cls, run, device=None):
-        key = str(run)
-        if key not in _LOADED:
-            _LOADED[key] = real(cls, run, device=device)
-        return copy.copy(_LOADED[key])
-
-    monkeypatch.setattr(Predictor, "load", classmethod(load))
+# Each checkpoint is loaded once per session (see conftest.load_predictors_once).
+pytestmark = pytest.mark.usefixtures("load_predictors_once")
 
 
 @pytest.fixture
