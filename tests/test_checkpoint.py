@@ -67,14 +67,23 @@ def test_backbone_weights_never_download(tmp_path: Path, monkeypatch, caplog) ->
 def _save(tmp_path: Path) -> tuple[Path, ThyroidNet]:
     torch.manual_seed(0)
     model = ThyroidNet(arch="resnet18", clinical_dim=28).eval()
-    run = save_run(tmp_path / "run", model=model, cat_maps=default_cat_maps(),
-                   preprocessing=Preprocessing(mode="roi", size=96, margin=0.4), threshold=0.42)
+    run = save_run(
+        tmp_path / "run",
+        model=model,
+        cat_maps=default_cat_maps(),
+        preprocessing=Preprocessing(mode="roi", size=96, margin=0.4),
+        threshold=0.42,
+    )
     return run, model
 
 
 def test_run_round_trip(tmp_path: Path) -> None:
     run, model = _save(tmp_path)
-    assert sorted(p.name for p in run.iterdir()) == ["cat_maps.json", "meta.json", "model.safetensors"]
+    assert sorted(p.name for p in run.iterdir()) == [
+        "cat_maps.json",
+        "meta.json",
+        "model.safetensors",
+    ]
     info = load_run(run)
     assert info.threshold == pytest.approx(0.42)
     assert info.preprocessing == Preprocessing(mode="roi", size=96, margin=0.4)

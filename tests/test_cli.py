@@ -24,8 +24,22 @@ def test_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert code == 0 and (data / "labels.csv").is_file()
 
     code, out, _ = _run(
-        capsys, "train", str(data), "--out", str(run), "--epochs", "1", "--image-size", "64",
-        "--batch-size", "8", "--device", "cpu", "--weights", "none", "--no-progress",
+        capsys,
+        "train",
+        str(data),
+        "--out",
+        str(run),
+        "--epochs",
+        "1",
+        "--image-size",
+        "64",
+        "--batch-size",
+        "8",
+        "--device",
+        "cpu",
+        "--weights",
+        "none",
+        "--no-progress",
     )
     assert code == 0, out
     for name in ("model.safetensors", "meta.json", "cat_maps.json", "metrics.json"):
@@ -42,16 +56,34 @@ def test_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     assert json.loads((run / "metrics.json").read_text())["evaluation"]["n"] == result["n"]
 
     image = sorted(data.glob("*_1.jpg"))[0]
-    code, out, _ = _run(capsys, "predict", str(run), str(image),
-                        "--clinical", "composition=solid", "age=59", "sex=u")
+    code, out, _ = _run(
+        capsys,
+        "predict",
+        str(run),
+        str(image),
+        "--clinical",
+        "composition=solid",
+        "age=59",
+        "sex=u",
+    )
     assert code == 0
     pred = json.loads(out)
     assert 0.0 <= pred["probability"] <= 1.0 and pred["label"] in ("benign", "malignant")
     assert pred["clinical"]["composition"] == "solid" and "sex" in pred["missing"]
 
     png = tmp_path / "overlay.png"
-    code, out, _ = _run(capsys, "explain", str(run), str(image), "--out", str(png),
-                        "--alpha", "0.5", "--target", "benign")
+    code, out, _ = _run(
+        capsys,
+        "explain",
+        str(run),
+        str(image),
+        "--out",
+        str(png),
+        "--alpha",
+        "0.5",
+        "--target",
+        "benign",
+    )
     assert code == 0
     with Image.open(png) as overlay, Image.open(image) as frame:
         assert overlay.format == "PNG" and overlay.size == frame.size and overlay.mode == "RGB"
@@ -75,12 +107,20 @@ def test_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ],
 )
 def test_user_mistakes_give_one_line_and_nonzero_exit(
-    tiny_run: Path, synth_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture,
-    argv: list[str], needle: str,
+    tiny_run: Path,
+    synth_dir: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+    argv: list[str],
+    needle: str,
 ) -> None:
     image = sorted(synth_dir.glob("*_1.jpg"))[0]
-    fmt = {"run": str(tiny_run), "image": str(image), "tmp": str(tmp_path),
-           "missing": str(tmp_path / "none.jpg")}
+    fmt = {
+        "run": str(tiny_run),
+        "image": str(image),
+        "tmp": str(tmp_path),
+        "missing": str(tmp_path / "none.jpg"),
+    }
     code, out, err = _run(capsys, *[a.format(**fmt) for a in argv])
     assert code != 0
     assert needle in err and "Traceback" not in err

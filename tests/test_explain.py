@@ -80,8 +80,13 @@ def test_benign_target_is_the_negated_logit() -> None:
 
 def test_two_class_output_honours_class_idx() -> None:
     torch.manual_seed(0)
-    net = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                        nn.Flatten(), nn.Linear(4, 2)).eval()
+    net = nn.Sequential(
+        nn.Conv2d(3, 4, 3, padding=1),
+        nn.ReLU(),
+        nn.AdaptiveAvgPool2d(1),
+        nn.Flatten(),
+        nn.Linear(4, 2),
+    ).eval()
     x = torch.randn(2, 3, 16, 16)
     engine = GradCAM(net, net[0])
     cams, used = engine(x, class_idx=1)

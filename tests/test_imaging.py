@@ -59,7 +59,11 @@ def test_load_image_sources_and_exif(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "data,error",
-    [(b"not an image", ImageError), (b"", ImageError), (_png(Image.new("L", (10, 10)))[:40], ImageError)],
+    [
+        (b"not an image", ImageError),
+        (b"", ImageError),
+        (_png(Image.new("L", (10, 10)))[:40], ImageError),
+    ],
     ids=["text", "empty", "truncated"],
 )
 def test_load_image_rejects_garbage(data: bytes, error: type) -> None:
@@ -80,8 +84,14 @@ def test_center_crop_matches_torchvision_resize_and_center_crop() -> None:
     rng = np.random.default_rng(0)
     img = Image.fromarray(rng.integers(0, 255, (360, 560, 3), dtype=np.uint8))
     ours = preprocess_image(img, size=224, mode="center_crop")
-    tv = T.Compose([T.Resize(256), T.CenterCrop(224), T.ToTensor(),
-                    T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))])(img)
+    tv = T.Compose(
+        [
+            T.Resize(256),
+            T.CenterCrop(224),
+            T.ToTensor(),
+            T.Normalize((0.485, 0.456, 0.406), (0.229, 0.224, 0.225)),
+        ]
+    )(img)
     assert ours.shape == (3, 224, 224)
     # PIL bilinear vs torchvision's antialiased resize differ slightly, not in geometry.
     assert float((ours - tv).abs().mean()) < 0.05
@@ -146,7 +156,8 @@ def test_roi_mode_without_box_letterboxes_and_bad_boxes_are_errors() -> None:
 
 
 @pytest.mark.parametrize(
-    "kwargs,field", [({"mode": "fisheye"}, "mode"), ({"size": 4}, "size"), ({"margin": -1}, "margin")]
+    "kwargs,field",
+    [({"mode": "fisheye"}, "mode"), ({"size": 4}, "size"), ({"margin": -1}, "margin")],
 )
 def test_preprocessing_rejects_bad_settings(kwargs: dict, field: str) -> None:
     with pytest.raises(InputError) as info:

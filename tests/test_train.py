@@ -28,8 +28,9 @@ def test_run_folder_and_split_by_case(tiny_run: Path) -> None:
 
 
 def test_training_is_seeded(synth_dir: Path, tmp_path: Path) -> None:
-    config = TrainConfig(epochs=1, image_size=32, batch_size=8, progress=False, device="cpu",
-                         weights=None, seed=11)
+    config = TrainConfig(
+        epochs=1, image_size=32, batch_size=8, progress=False, device="cpu", weights=None, seed=11
+    )
     train(synth_dir, out=tmp_path / "a", config=config)
     train(synth_dir, out=tmp_path / "b", config=config)
     a = load_file(str(tmp_path / "a" / "model.safetensors"))
