@@ -82,12 +82,32 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
     from thyrocam.evaluate import evaluate
+    from thyrocam.explain import get_cam_class
+    from thyrocam.report import REPORT_METHODS, parse_ablation, write_report
 
+    if not args.report and (args.ablation or args.methods):
+        raise InputError(
+            "--ablation/--methods: given without --report; allowed: with --report DIR",
+            field="report",
+            value=None,
+        )
+    # Option mistakes fail before the minutes of scoring.
+    ablation = parse_ablation(args.ablation)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else REPORT_METHODS
+    for method in methods:
+        get_cam_class(method)
     result = evaluate(args.run, args.data, device=args.device, label_source=args.label_source)
     if args.report:
-        from thyrocam.report import write_report
-
-        path = write_report(args.run, args.data, out=args.report, device=args.device)
+        path = write_report(
+            args.run,
+            args.data,
+            out=args.report,
+            device=args.device,
+            ablation=ablation,
+            methods=methods,
+            max_cases=args.report_cases,
+            label_source=args.label_source,
+        )
         result["report"] = str(path)
     print(json.dumps(result, indent=2))
     return 0
@@ -206,7 +226,27 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("run")
     p.add_argument("data")
-    p.add_argument("--report", help="also write report.html and its figures into this folder")
+    p.add_argument("--report", help="also write report.html and metrics.json into this folder")
+    g = p.add_argument_group("report")
+    g.add_argument(
+        "--ablation",
+        nargs="*",
+        metavar="KIND=RUN",
+        help="single-modality runs trained on the same data and seed (--modalities image / "
+        "clinical): image=RUN clinical=RUN",
+    )
+    g.add_argument(
+        "--methods",
+        help="comma-separated CAM methods to measure (default: gradcam, gradcam++, hirescam, "
+        "layercam, layercam-fused)",
+    )
+    g.add_argument(
+        "--report-cases",
+        dest="report_cases",
+        type=int,
+        default=60,
+        help="outlined held-out images whose explanations are measured (default 60)",
+    )
     p.add_argument(
         "--label-source", dest="label_source", default="auto", choices=("auto", "labels", "tirads")
     )
