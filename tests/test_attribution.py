@@ -124,7 +124,7 @@ def test_batch_rows_equal_single_calls() -> None:
 
 def test_coalition_inputs_drop_value_and_mask_entries() -> None:
     _, clin = _inputs()
-    rows = coalition_inputs(clin[0], CAT_MAPS)
+    rows = coalition_inputs(clin[0], cat_maps=CAT_MAPS)
     assert rows.shape == (64, 28)
     assert torch.equal(rows[63], clin[0]) and torch.count_nonzero(rows[0]) == 0
     only_age = rows[1 << FIELDS.index("age")]

@@ -68,7 +68,7 @@ class DescriptorAttribution:
         return {f: float(v) for f, v in zip(self.fields, self.shapley[index], strict=True)}
 
 
-def coalition_inputs(clin: torch.Tensor, cat_maps: dict) -> torch.Tensor:
+def coalition_inputs(clin: torch.Tensor, *, cat_maps: dict) -> torch.Tensor:
     """All ``2**6`` versions of one encoded descriptor vector, some fields set to missing.
 
     Args:
@@ -174,7 +174,7 @@ def descriptor_attributions(
             value=tuple(clin_t.shape),
             allowed=f"({x.shape[0]}, {dim})",
         )
-    coalitions = torch.stack([coalition_inputs(row, cat_maps) for row in clin_t])
+    coalitions = torch.stack([coalition_inputs(row, cat_maps=cat_maps) for row in clin_t])
     values = _coalition_logits(model, x.to(param.device, param.dtype), coalitions)
     full = 2 ** len(FIELDS) - 1
     without_one = [full & ~(1 << i) for i in range(len(FIELDS))]
