@@ -41,32 +41,28 @@ def synth_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture(scope="session")
-def tiny_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A run trained for one epoch at 64 px on ``synth_dir`` (CPU, seconds)."""
+def _train_tiny(synth_dir: Path, out: Path, *, preprocess: str) -> Path:
+    """One epoch at 64 px on CPU from scratch (seconds)."""
     from thyrocam.train import TrainConfig, train
 
-    out = tmp_path_factory.mktemp("runs") / "tiny"
     config = TrainConfig(
-        epochs=1, image_size=64, batch_size=8, preprocess="letterbox", progress=False,
+        epochs=1, image_size=64, batch_size=8, preprocess=preprocess, progress=False,
         device="cpu", weights=None,
     )
     train(synth_dir, out=out, config=config)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A run trained for one epoch at 64 px on ``synth_dir``, whole frames letterboxed."""
+    return _train_tiny(synth_dir, tmp_path_factory.mktemp("runs") / "tiny", preprocess="letterbox")
 
 
 @pytest.fixture(scope="session")
 def tiny_roi_run(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """Like ``tiny_run`` but trained on crops around the nodule (``preprocess="roi"``)."""
-    from thyrocam.train import TrainConfig, train
-
-    out = tmp_path_factory.mktemp("runs") / "tiny_roi"
-    config = TrainConfig(
-        epochs=1, image_size=64, batch_size=8, preprocess="roi", progress=False,
-        device="cpu", weights=None,
-    )
-    train(synth_dir, out=out, config=config)
-    return out
+    return _train_tiny(synth_dir, tmp_path_factory.mktemp("runs") / "tiny_roi", preprocess="roi")
 
 
 _LOADED_PREDICTORS: dict[str, object] = {}
