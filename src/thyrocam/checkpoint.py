@@ -115,6 +115,8 @@ def save_run(
         "modalities": model.modalities,
         "clinical_dim": model.clinical_dim,
         "hidden": model.hidden,
+        "heads": list(model.heads),
+        "descriptor_classes": dict(model.descriptor_classes),
         "image_size": preprocessing.size,
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),
@@ -190,8 +192,11 @@ def load_run(run: str | os.PathLike, *, map_location: str | torch.device = "cpu"
             clinical_dim=int(meta["clinical_dim"]),
             hidden=int(meta.get("hidden", 64)),
             modalities=meta.get("modalities", "both"),
+            # Runs written before the outline/descriptor heads are malignancy-only.
+            heads=tuple(meta.get("heads", ("malignancy",))),
+            descriptor_classes=meta.get("descriptor_classes") or None,
         )
-    except ValueError as exc:
+    except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{folder / META}: {exc}") from None
     try:
         state = load_file(str(folder / WEIGHTS), device=str(map_location))

@@ -20,9 +20,13 @@ from thyrocam.errors import CheckpointError, InputError
 
 __all__ = [
     "ARCHS",
+    "DESCRIPTOR_FIELDS",
+    "HEADS",
     "MODALITIES",
+    "OutlineDecoder",
     "ThyroidNet",
     "default_target_layer",
+    "descriptor_classes_from",
     "last_conv",
     "load_backbone_weights",
     "resolve_device",
@@ -32,6 +36,9 @@ log = logging.getLogger(__name__)
 
 ARCHS = ("resnet18", "resnet50")
 MODALITIES = ("both", "image", "clinical")
+HEADS = ("malignancy", "outline", "descriptors")
+# The four sonographic descriptors a radiologist reads off the image (sex and age are not).
+DESCRIPTOR_FIELDS = ("composition", "echogenicity", "margins", "calcifications")
 Arch = Literal["resnet18", "resnet50"]
 Modalities = Literal["both", "image", "clinical"]
 
@@ -68,6 +75,8 @@ class ThyroidNet(nn.Module):
         hidden: int = 64,
         dropout: float = 0.2,
         modalities: Modalities = "both",
+        heads: tuple[str, ...] | list[str] = ("malignancy",),
+        descriptor_classes: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
         if arch not in ARCHS:
@@ -101,6 +110,66 @@ class ThyroidNet(nn.Module):
         # neither modality dominates the fusion by sheer number of inputs.
         self.img_proj = nn.Sequential(nn.Linear(self.image_dim, hidden), nn.ReLU(inplace=True))
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, 1))
+        self.heads, self.descriptor_classes = _check_heads(heads, descriptor_classes)
+        if "outline" in self.heads:
+            self.outline = OutlineDecoder(_stage_channels(self.cnn))
+        if "descriptors" in self.heads:
+            # One small linear head per field over the pooled image features: the
+            # descriptor heads read the image only, never the entered descriptors.
+            self.descriptor_heads = nn.ModuleDict(
+                {
+                    f: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.image_dim, k))
+                    for f, k in self.descriptor_classes.items()
+                }
+            )
+
+    def forward_stages(self, img: torch.Tensor) -> list[torch.Tensor]:
+        """``img (B, 3, H, W)`` -> ``[layer1, layer2, layer3, layer4]`` feature maps.
+
+        Calls the same modules as ``model.cnn(img)``, so hooks on them (Grad-CAM) fire.
+        """
+        cnn = self.cnn
+        x = cnn.maxpool(cnn.relu(cnn.bn1(cnn.conv1(img))))
+        feats = []
+        for stage in (cnn.layer1, cnn.layer2, cnn.layer3, cnn.layer4):
+            x = stage(x)
+            feats.append(x)
+        return feats
+
+    def forward_heads(
+        self, img: torch.Tensor, clin: torch.Tensor | None = None
+    ) -> dict[str, torch.Tensor]:
+        """Every head of the model from one pass through the backbone.
+
+        Args:
+            img: ``(B, 3, H, W)``.
+            clin: ``(B, D)`` or ``None`` (all missing); used by ``"malignancy"`` only.
+
+        Returns:
+            ``{"malignancy": (B, 1)}`` (equal to ``model(img, clin)``), plus
+            ``"outline": (B, 1, H, W)`` mask logits when the model has that head,
+            and ``field: (B, k)`` logits per descriptor field (columns in the order
+            of ``cat_maps["fields"][field]``) when it has ``"descriptors"``.
+        """
+        batch = img.shape[0]
+        out: dict[str, torch.Tensor] = {}
+        needs_cnn = self.modalities != "clinical" or len(self.heads) > 1
+        feats = self.forward_stages(img) if needs_cnn else []
+        if self.modalities == "clinical":
+            weight = self.head[-1].weight
+            f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
+            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1) if feats else None
+        else:
+            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1)
+            f_img = self.img_proj(pooled)
+        f_clin = self.forward_clinical(None if self.modalities == "image" else clin, batch)
+        out["malignancy"] = self.head(torch.cat([f_img, f_clin], dim=1))
+        if "outline" in self.heads:
+            out["outline"] = self.outline(feats, size=tuple(img.shape[-2:]))
+        if "descriptors" in self.heads:
+            for f, head in self.descriptor_heads.items():
+                out[f] = head(pooled)
+        return out
 
     def forward_image(self, img: torch.Tensor) -> torch.Tensor:
         """``img (B, 3, H, W)`` -> image features ``(B, hidden)``."""
@@ -133,6 +202,77 @@ class ThyroidNet(nn.Module):
             clin = None
         f_clin = self.forward_clinical(clin, batch)
         return self.head(torch.cat([f_img, f_clin], dim=1))
+
+
+class OutlineDecoder(nn.Module):
+    """A light FPN-style decoder: ResNet stages -> nodule mask logits.
+
+    Each stage is projected to ``width`` channels, merged top-down (upsample and
+    add, as in FPN), refined by one 3x3 convolution and read out at stride 4,
+    then upsampled bilinearly to the input size. About 0.2 M parameters for
+    resnet18: small next to the backbone, so the outline loss shapes the
+    backbone's features rather than a large decoder of its own.
+    """
+
+    def __init__(self, channels: tuple[int, ...], *, width: int = 64) -> None:
+        super().__init__()
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in channels)
+        self.smooth = nn.Sequential(
+            nn.Conv2d(width, width, 3, padding=1, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(inplace=True),
+        )
+        self.out = nn.Conv2d(width, 1, 1)
+
+    def forward(self, feats: list[torch.Tensor], *, size: tuple[int, int]) -> torch.Tensor:
+        """``feats`` (strides 4, 8, 16, 32) -> logits ``(B, 1, *size)``."""
+        x = self.lateral[-1](feats[-1])
+        for lat, f in zip(reversed(self.lateral[:-1]), reversed(feats[:-1]), strict=True):
+            x = lat(f) + nn.functional.interpolate(
+                x, size=f.shape[-2:], mode="bilinear", align_corners=False
+            )
+        x = self.out(self.smooth(x))
+        return nn.functional.interpolate(x, size=size, mode="bilinear", align_corners=False)
+
+
+def _stage_channels(cnn: nn.Module) -> tuple[int, ...]:
+    return tuple(
+        last_conv(stage).out_channels for stage in (cnn.layer1, cnn.layer2, cnn.layer3, cnn.layer4)
+    )
+
+
+def _check_heads(
+    heads: tuple[str, ...] | list[str], descriptor_classes: dict[str, int] | None
+) -> tuple[tuple[str, ...], dict[str, int]]:
+    heads = tuple(heads)
+    bad = [h for h in heads if h not in HEADS]
+    if bad or "malignancy" not in heads or len(set(heads)) != len(heads):
+        raise InputError(
+            f"heads: got {list(heads)!r}; allowed: a subset of {', '.join(HEADS)} "
+            "that contains malignancy, each once",
+            field="heads",
+            value=list(heads),
+            allowed=HEADS,
+        )
+    heads = tuple(h for h in HEADS if h in heads)  # canonical order
+    classes: dict[str, int] = {}
+    if "descriptors" in heads:
+        given = dict(descriptor_classes or {})
+        if set(given) != set(DESCRIPTOR_FIELDS) or any(int(k) < 1 for k in given.values()):
+            raise InputError(
+                f"descriptor_classes: got {given!r}; allowed: a count >= 1 for each of "
+                f"{', '.join(DESCRIPTOR_FIELDS)}",
+                field="descriptor_classes",
+                value=given,
+                allowed=DESCRIPTOR_FIELDS,
+            )
+        classes = {f: int(given[f]) for f in DESCRIPTOR_FIELDS}
+    return heads, classes
+
+
+def descriptor_classes_from(cat_maps: dict) -> dict[str, int]:
+    """``{field: k}`` for the four image descriptors, ``k`` from ``cat_maps["fields"]``."""
+    return {f: len(cat_maps["fields"][f]) for f in DESCRIPTOR_FIELDS}
 
 
 def last_conv(stage: nn.Module) -> nn.Module:
