@@ -6,6 +6,11 @@ A run folder holds::
     meta.json           architecture, preprocessing, threshold, label definition, versions, config
     cat_maps.json       the descriptor encoding the model was trained with
     metrics.json        validation/test metrics (updated by ``thyrocam evaluate``)
+    split.json          the case ids of the train/val/test splits (written by training)
+    problems.txt        what the data reader skipped or degraded, one line each
+
+:func:`save_run` writes the folder atomically; :func:`load_run` checks every
+file against the others and names the file and what is wrong.
 """
 
 from __future__ import annotations
@@ -13,17 +18,19 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
 import torch
 import torchvision
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from thyrocam import __version__
 from thyrocam.clinical import clinical_dim, load_cat_maps, save_cat_maps
-from thyrocam.errors import CheckpointError
+from thyrocam.errors import CheckpointError, InputError
 from thyrocam.imaging import Preprocessing
 from thyrocam.model import ThyroidNet
 
@@ -35,6 +42,8 @@ __all__ = [
     "read_meta",
     "write_json",
     "resolve_run_dir",
+    "check_run_target",
+    "RUN_FILES",
 ]
 
 FORMAT = "thyrocam-run"
@@ -43,6 +52,9 @@ WEIGHTS = "model.safetensors"
 META = "meta.json"
 CAT_MAPS = "cat_maps.json"
 METRICS = "metrics.json"
+SPLIT = "split.json"
+PROBLEMS = "problems.txt"
+RUN_FILES = (WEIGHTS, META, CAT_MAPS, METRICS, SPLIT, PROBLEMS)
 
 
 class RunInfo:
@@ -100,14 +112,60 @@ def save_run(
     threshold: float,
     extra_meta: dict | None = None,
     metrics: dict | None = None,
+    split: dict | None = None,
+    problems: list[str] | None = None,
 ) -> Path:
-    """Write a run folder (creating it). Returns its path."""
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    """Write a run folder atomically: all of it appears at ``out`` at once, or nothing does.
+
+    The files are written into a temporary sibling folder, flushed to disk, and
+    renamed into place; an existing run at ``out`` is renamed away first and
+    deleted last. A process killed at any point leaves either no run at ``out``
+    (the old one then waits beside it as ``.NAME.old-*``) or a complete one.
+
+    Args:
+        split: the case ids per split (``split.json``), when training wrote one.
+        problems: data problems, one per line (``problems.txt``).
+
+    Raises:
+        InputError: ``out`` exists and is not a run folder (it is never replaced).
+    """
+    out = check_run_target(out)
+    _remove_stale_siblings(out)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    try:
+        tmp.chmod(0o755)  # mkdtemp's 0700 would make the run private to this user
+        _write_run_files(
+            tmp,
+            model=model,
+            cat_maps=cat_maps,
+            preprocessing=preprocessing,
+            threshold=threshold,
+            extra_meta=extra_meta,
+            metrics=metrics,
+            split=split,
+            problems=problems,
+        )
+        _swap_in(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def _write_run_files(
+    folder: Path,
+    *,
+    model: ThyroidNet,
+    cat_maps: dict,
+    preprocessing: Preprocessing,
+    threshold: float,
+    extra_meta: dict | None,
+    metrics: dict | None,
+    split: dict | None,
+    problems: list[str] | None,
+) -> None:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    tmp = out / (WEIGHTS + ".tmp")
-    save_file(state, str(tmp), metadata={"format": FORMAT, "arch": model.arch})
-    os.replace(tmp, out / WEIGHTS)
+    save_file(state, str(folder / WEIGHTS), metadata={"format": FORMAT, "arch": model.arch})
     meta = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -123,11 +181,103 @@ def save_run(
         "versions": versions(),
     }
     meta.update(extra_meta or {})
-    write_json(out / META, meta)
-    save_cat_maps(cat_maps, out / CAT_MAPS)
+    write_json(folder / META, meta)
+    save_cat_maps(cat_maps, folder / CAT_MAPS)
     if metrics is not None:
-        write_json(out / METRICS, metrics)
-    return out
+        write_json(folder / METRICS, metrics)
+    if split is not None:
+        write_json(folder / SPLIT, split)
+    if problems is not None:
+        (folder / PROBLEMS).write_text("".join(f"{p}\n" for p in problems), encoding="utf-8")
+    for path in folder.iterdir():
+        _fsync(path)
+    _fsync(folder)
+
+
+def check_run_target(out: str | os.PathLike) -> Path:
+    """``out`` as an absolute path, checked to be a place a run may be written.
+
+    Allowed: a path that does not exist, an empty folder, or an existing run
+    folder holding only run files (it will be replaced). Training calls this
+    before it starts, so a bad ``--out`` fails in a second, not after the fit.
+
+    Raises:
+        InputError: ``out`` is a file, or a folder with anything but run files.
+    """
+    path = Path(os.path.abspath(out))
+    if path.exists() and not path.is_dir():
+        raise InputError(
+            f"out: got {path}, which is a file; allowed: a new path or an existing run folder",
+            field="out",
+            value=str(path),
+            allowed="a new path or an existing run folder",
+        )
+    if path.is_dir():
+        foreign = sorted(
+            p.name for p in path.iterdir() if p.name not in RUN_FILES and p.suffix != ".tmp"
+        )
+        if foreign:
+            shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
+            raise InputError(
+                f"out: got {path}, a folder holding {shown}, which are not run files; "
+                "allowed: a new path, an empty folder or an existing run folder "
+                "(a run replaces the folder as a whole)",
+                field="out",
+                value=str(path),
+                allowed="a new path, an empty folder or an existing run folder",
+            )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _swap_in(tmp: Path, out: Path) -> None:
+    """Rename ``tmp`` to ``out``; an existing ``out`` is renamed away first, deleted last.
+
+    POSIX cannot rename a folder over a non-empty one, so replacing is two renames;
+    between them ``out`` is absent, never half-written.
+    """
+    old = None
+    if out.exists():
+        old = out.parent / f".{out.name}.old-{os.getpid()}-{tmp.name.rsplit('-', 1)[-1]}"
+        os.rename(out, old)
+    os.rename(tmp, out)
+    _fsync(out.parent)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def _remove_stale_siblings(out: Path) -> None:
+    """Delete temporary/old siblings of ``out`` left by a process that is no longer alive."""
+    for pattern in (f".{out.name}.tmp-*", f".{out.name}.old-*"):
+        for path in out.parent.glob(pattern):
+            pid = path.name[len(out.name) + 6 :].split("-", 1)[0]
+            if pid.isdigit() and not _alive(int(pid)):
+                shutil.rmtree(path, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fsync(path: Path) -> None:
+    """Flush a file or folder entry to disk (a crash after the rename keeps the contents)."""
+    flags = os.O_RDONLY | (os.O_DIRECTORY if path.is_dir() else 0)
+    try:
+        fd = os.open(path, flags)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some file systems cannot fsync a folder; the rename is still atomic
+    finally:
+        os.close(fd)
 
 
 def resolve_run_dir(run: str | os.PathLike) -> Path:
@@ -198,20 +348,61 @@ def load_run(run: str | os.PathLike, *, map_location: str | torch.device = "cpu"
         )
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{folder / META}: {exc}") from None
-    try:
-        state = load_file(str(folder / WEIGHTS), device=str(map_location))
-    except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(
-            f"{folder / WEIGHTS}: not a readable safetensors file ({exc})"
-        ) from None
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        first = str(exc).splitlines()[0]
-        raise CheckpointError(
-            f"{folder / WEIGHTS}: weights do not match a {meta['arch']} ThyroidNet ({first})"
-        ) from None
+    state = _read_weights(folder / WEIGHTS, meta=meta, map_location=map_location)
+    _check_weights_match(folder / WEIGHTS, state, model, meta)
+    model.load_state_dict(state, strict=True)
     model.eval()
     return RunInfo(
         model=model, meta=meta, cat_maps=cat_maps, preprocessing=preprocessing, path=folder
     )
+
+
+def _read_weights(
+    path: Path, *, meta: dict, map_location: str | torch.device
+) -> dict[str, torch.Tensor]:
+    """The tensors of ``model.safetensors``; a truncated or foreign file is a CheckpointError."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            header = f.metadata() or {}
+        state = load_file(str(path), device=str(map_location))
+    except (SafetensorError, OSError, ValueError, RuntimeError) as exc:
+        size = path.stat().st_size if path.is_file() else 0
+        raise CheckpointError(
+            f"{path}: not a readable safetensors file ({size} bytes; truncated or corrupt: {exc})"
+        ) from None
+    written_for = header.get("arch")
+    if written_for is not None and written_for != meta["arch"]:
+        raise CheckpointError(
+            f"{path}: weights do not match a {meta['arch']} ThyroidNet "
+            f"(the file was written for {written_for}; meta.json says {meta['arch']})"
+        )
+    return state
+
+
+def _check_weights_match(
+    path: Path, state: dict[str, torch.Tensor], model: ThyroidNet, meta: dict
+) -> None:
+    """Name what differs between the weights file and the model ``meta.json`` describes."""
+    expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    unexpected = sorted(set(state) - set(expected))
+    mismatched = [
+        f"{k} {tuple(state[k].shape)} vs {expected[k]}"
+        for k in expected
+        if k in state and tuple(state[k].shape) != expected[k]
+    ]
+    problems = []
+    if missing:
+        problems.append(f"{len(missing)} missing tensors (first: {missing[0]})")
+    if unexpected:
+        problems.append(f"{len(unexpected)} unexpected tensors (first: {unexpected[0]})")
+    if mismatched:
+        problems.append(f"{len(mismatched)} shape mismatches (first: {mismatched[0]})")
+    if problems:
+        described = (
+            f"arch {meta['arch']}, clinical_dim {meta['clinical_dim']}, heads {list(model.heads)}"
+        )
+        raise CheckpointError(
+            f"{path}: weights do not match a {meta['arch']} ThyroidNet as meta.json describes "
+            f"it ({described}): {'; '.join(problems)}"
+        )

@@ -9,6 +9,7 @@ from thyrocam.data.samples import (
     cases_to_samples,
     label_counts,
     load_cases,
+    prepare_samples,
     split_by_case,
 )
 from thyrocam.data.synth import SynthConfig, make_synthetic_ddti
@@ -24,6 +25,7 @@ __all__ = [
     "cases_to_samples",
     "split_by_case",
     "label_counts",
+    "prepare_samples",
     "SynthConfig",
     "make_synthetic_ddti",
     "ThyroidDataset",

@@ -29,6 +29,8 @@ __all__ = [
     "cases_to_samples",
     "split_by_case",
     "label_counts",
+    "prepare_samples",
+    "LABEL_CAVEAT",
 ]
 
 logger = logging.getLogger(__name__)
@@ -37,6 +39,11 @@ LabelSource = Literal["auto", "labels", "tirads"]
 _LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
 _CLASS_NAMES = ("benign", "malignant")
 _SHOWN_IDS = 10
+
+LABEL_CAVEAT = (
+    "DDTI labels are derived from the radiologist's TI-RADS grade ({2,3} benign, "
+    "{4a,4b,4c,5} malignant), not from pathology."
+)
 
 
 @dataclass(frozen=True)
@@ -243,3 +250,33 @@ def label_counts(samples: Iterable[Sample]) -> dict[str, int]:
     for sample in samples:
         counts[_CLASS_NAMES[sample.label]] += 1
     return counts
+
+
+def prepare_samples(
+    data: str | os.PathLike[str], *, label_source: LabelSource = "auto"
+) -> tuple[list[Sample], list[str], str]:
+    """Read a DDTI folder or a CSV manifest into labelled samples.
+
+    Returns:
+        ``(samples, problems, label_definition)``; the definition says whether
+        the labels are explicit (labels.csv, manifest) or TI-RADS-derived.
+
+    Raises:
+        DataError: unreadable ``data``, or no labelled image in it.
+    """
+    cases, problems = load_cases(data)
+    samples, more = cases_to_samples(cases, label_source=label_source)
+    problems = list(problems) + list(more)
+    if not samples:
+        raise DataError(
+            f"data: {data} yields no labelled image (problems: {len(problems)}); "
+            "allowed: a DDTI folder with TI-RADS grades or labels.csv, or a labelled CSV manifest",
+            field="data",
+            value=str(data),
+            allowed="labelled DDTI folder or manifest",
+        )
+    explicit = label_source != "tirads" and all(c.label is not None for c in cases)
+    definition = (
+        "explicit labels (labels.csv or manifest)" if explicit else "tirads: " + LABEL_CAVEAT
+    )
+    return samples, problems, definition

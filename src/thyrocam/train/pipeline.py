@@ -1,0 +1,273 @@
+"""``train()``: data -> split -> model -> fit -> score -> run folder.
+
+Each step is a small function here or in :mod:`~thyrocam.train.fit` /
+:mod:`~thyrocam.train.scoring`; the run folder is written by
+:func:`thyrocam.checkpoint.save_run` (atomically, every file of a run).
+Under ``torchrun`` every rank fits its share of each batch (DDP); rank 0
+alone validates, scores and writes.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, DistributedSampler
+
+from thyrocam.checkpoint import check_run_target, save_run
+from thyrocam.clinical import clinical_dim, fit_cat_maps
+from thyrocam.data import Sample, ThyroidDataset, label_counts, prepare_samples, split_by_case
+from thyrocam.model import ThyroidNet, load_backbone_weights, resolve_device
+from thyrocam.train.config import TrainConfig, seed_everything
+from thyrocam.train.distributed import (
+    DistContext,
+    close_distributed,
+    init_distributed,
+    unwrap,
+    wrap_ddp,
+)
+from thyrocam.train.fit import FitResult, MalignancyLoss, StepLoss, WarmupCosine, fit
+from thyrocam.train.scoring import score_fitted
+
+__all__ = ["train", "prepare_data", "make_step_loss", "PreparedData"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """The labelled samples of a data set, split by case, and the descriptor encoding.
+
+    Attributes:
+        train, val, test: the samples of each split (all views of a case together).
+        cat_maps: the descriptor encoding, fitted on ``train``.
+        problems: what the reader skipped or degraded.
+        label_definition: explicit labels or TI-RADS-derived (with the caveat).
+        data: the data path, resolved.
+        seed: the split seed.
+    """
+
+    train: list[Sample]
+    val: list[Sample]
+    test: list[Sample]
+    cat_maps: dict
+    problems: list[str]
+    label_definition: str
+    data: str
+    seed: int
+
+    def split_record(self) -> dict:
+        """What ``split.json`` holds: the case ids of each split."""
+        return {
+            "data": self.data,
+            "seed": self.seed,
+            "train": sorted({s.case_id for s in self.train}),
+            "val": sorted({s.case_id for s in self.val}),
+            "test": sorted({s.case_id for s in self.test}),
+        }
+
+
+def train(
+    data: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    config: TrainConfig | None = None,
+) -> dict:
+    """Train a ThyroidNet on a DDTI folder or CSV manifest and write a run folder.
+
+    The split is by case (stratified, seeded); the model kept is the epoch with
+    the best validation AUC; the decision threshold is chosen on validation
+    (Youden's J); the test split is scored once at the end. Started by
+    ``torchrun``, the ranks train one model with DDP and rank 0 writes the run.
+
+    Returns:
+        The metrics dict also written to ``out/metrics.json``.
+
+    Raises:
+        InputError: unusable data or ``out`` (checked before training starts).
+    """
+    config = config or TrainConfig()
+    device = resolve_device(config.device)
+    dist = init_distributed(device)
+    try:
+        if dist is not None and device.type == "cuda":
+            device = torch.device("cuda", dist.local_rank)
+        if dist is None or dist.is_main:
+            out = check_run_target(out)
+        return _train(data, out=Path(out), config=config, device=device, dist=dist)
+    finally:
+        close_distributed(dist)
+
+
+def _train(
+    data: str | os.PathLike,
+    *,
+    out: Path,
+    config: TrainConfig,
+    device: torch.device,
+    dist: DistContext | None,
+) -> dict:
+    seed_everything(config.seed)
+    main = dist is None or dist.is_main
+    prepared = prepare_data(data, config=config, quiet=not main)
+    model = ThyroidNet(
+        arch=config.arch,
+        clinical_dim=clinical_dim(prepared.cat_maps),
+        modalities=config.modalities,
+    )
+    backbone = load_backbone_weights(model, weights=config.weights)
+    model.to(device)
+    train_dl, val_dl, test_dl = _loaders(prepared, config=config, dist=dist)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    schedule = WarmupCosine(total_steps=config.epochs * len(train_dl))
+    result = fit(
+        wrap_ddp(model, device) if dist is not None else model,
+        train_dl,
+        val_dl,
+        step_loss=make_step_loss(config, prepared.train),
+        optimizer=optimizer,
+        schedule=schedule,
+        epochs=config.epochs,
+        device=device,
+        max_minutes=config.max_minutes,
+        progress=config.progress,
+        dist=dist,
+    )
+    if not main:
+        return {}
+    model = unwrap(model)
+    model.load_state_dict(result.best_state)
+    scores = score_fitted(model, val_loader=val_dl, test_loader=test_dl, device=device)
+    metrics = _metrics(prepared, result, scores.validation, scores.test, dist=dist)
+    save_run(
+        out,
+        model=model.cpu(),
+        cat_maps=prepared.cat_maps,
+        preprocessing=config.preprocessing(),
+        threshold=scores.threshold,
+        extra_meta={
+            "backbone_init": backbone,
+            "label_definition": prepared.label_definition,
+            "train_config": asdict(replace(config, device=str(device))),
+            "data": prepared.data,
+        },
+        metrics=metrics,
+        split=prepared.split_record(),
+        problems=prepared.problems,
+    )
+    return metrics
+
+
+def prepare_data(
+    data: str | os.PathLike, *, config: TrainConfig, quiet: bool = False
+) -> PreparedData:
+    """Read ``data``, split it by case and fit the descriptor encoding on the train split."""
+    samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
+    train_s, val_s, test_s = split_by_case(samples, fractions=config.fractions, seed=config.seed)
+    if not quiet:
+        for line in problems[:20]:
+            log.info("data: %s", line)
+        if len(problems) > 20:
+            log.info("data: ... and %d more problems (see problems.txt)", len(problems) - 20)
+        log.info(
+            "split by case: train %s, val %s, test %s",
+            label_counts(train_s),
+            label_counts(val_s),
+            label_counts(test_s),
+        )
+    return PreparedData(
+        train=train_s,
+        val=val_s,
+        test=test_s,
+        cat_maps=fit_cat_maps([s.clinical for s in train_s]),
+        problems=list(problems),
+        label_definition=label_definition,
+        data=str(Path(data).resolve()),
+        seed=config.seed,
+    )
+
+
+def make_step_loss(config: TrainConfig, train_samples: list[Sample]) -> StepLoss:
+    """What each optimizer step minimises: class-weighted BCE on the malignancy logit."""
+    n_pos = sum(s.label for s in train_samples)
+    n_neg = len(train_samples) - n_pos
+    return MalignancyLoss(pos_weight=n_neg / n_pos if n_pos and n_neg else 1.0)
+
+
+def _loaders(
+    prepared: PreparedData, *, config: TrainConfig, dist: DistContext | None
+) -> tuple[DataLoader, DataLoader, DataLoader]:
+    """Train (augmented, shuffled; a DistributedSampler shard under DDP), val and test loaders.
+
+    Frames are decoded here, before the fit's clock starts, so a time cap measures training.
+    """
+    preprocessing = config.preprocessing()
+    rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
+    train_ds = ThyroidDataset(
+        prepared.train,
+        preprocessing=preprocessing,
+        cat_maps=prepared.cat_maps,
+        augment=True,
+        field_dropout=config.field_dropout,
+        seed=config.seed + rank,  # each rank its own augmentation stream
+    )
+    # The global batch stays config.batch_size, so the schedule and BatchNorm see
+    # about what one process would.
+    batch = max(1, config.batch_size // world)
+    drop_last = len(prepared.train) // world > batch  # no batch of 1 through BatchNorm
+    if dist is None:
+        train_dl = DataLoader(
+            train_ds,
+            batch_size=batch,
+            shuffle=True,
+            drop_last=drop_last,
+            num_workers=0,  # the cores are busy with the network's own threads
+            generator=torch.Generator().manual_seed(config.seed),
+        )
+    else:
+        sampler = DistributedSampler(
+            train_ds, num_replicas=world, rank=rank, shuffle=True, seed=config.seed, drop_last=True
+        )
+        train_dl = DataLoader(
+            train_ds, batch_size=batch, sampler=sampler, drop_last=drop_last, num_workers=0
+        )
+    train_ds.preload()
+    evals = []
+    for samples in (prepared.val, prepared.test):
+        ds = ThyroidDataset(samples, preprocessing=preprocessing, cat_maps=prepared.cat_maps)
+        # A generator of its own: iterating must not draw from the global RNG (dropout's).
+        generator = torch.Generator().manual_seed(config.seed)
+        evals.append(
+            DataLoader(ds, batch_size=config.batch_size, shuffle=False, generator=generator)
+        )
+    if dist is None or dist.is_main:
+        evals[0].dataset.preload()
+    return train_dl, evals[0], evals[1]
+
+
+def _metrics(
+    prepared: PreparedData,
+    result: FitResult,
+    validation: dict,
+    test: dict,
+    *,
+    dist: DistContext | None,
+) -> dict:
+    return {
+        "label_definition": prepared.label_definition,
+        "best_epoch": result.best_epoch,
+        "epochs_planned": result.epochs_planned,
+        "epochs_run": result.epochs_run,
+        "stopped_by_time_budget": result.stopped_by_time_budget,
+        "processes": 1 if dist is None else dist.world_size,
+        "train_seconds": result.seconds,
+        "history": result.history,
+        "validation": validation,
+        "test": test,
+        "data_problems": len(prepared.problems),
+    }
