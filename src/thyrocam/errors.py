@@ -15,6 +15,8 @@ __all__ = [
     "ClinicalValueError",
     "ImageError",
     "ImageTooLargeError",
+    "DicomError",
+    "DicomFrameError",
     "CheckpointError",
     "DataError",
 ]
@@ -68,6 +70,21 @@ class ImageTooLargeError(ImageError):
     """An image over the pixel or byte limit (decompression bombs included)."""
 
     code = "image_too_large"
+
+
+class DicomError(ImageError):
+    """A DICOM file that cannot be decoded: truncated, no pixel data, a transfer syntax
+    no installed decoder reads (415, like any undecodable image)."""
+
+    code = "invalid_dicom"
+
+
+class DicomFrameError(InputError):
+    """A DICOM file that decodes but does not fit the request: zero frames, a frame
+    index out of range, an ultrasound region outside the image."""
+
+    code = "invalid_dicom_frame"
+    http_status = 422
 
 
 class DataError(InputError):

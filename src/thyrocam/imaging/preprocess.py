@@ -1,9 +1,4 @@
-"""Decode and validate images, and the one preprocessing definition.
-
-Every face of thyrocam (training, evaluation, CLI, web, notebook) goes through
-:class:`Preprocessing`, which turns a frame into the network input *and* records
-where that input sits in the frame (:class:`FrameMapping`), so a CAM computed on
-the input can be put back on the original frame exactly.
+"""The one preprocessing definition and the mapping back to the frame.
 
 Three modes:
 
@@ -12,24 +7,32 @@ Three modes:
 * ``"letterbox"`` — the whole frame scaled to fit ``S x S``, padded with black.
 * ``"roi"`` — a square crop around a region of interest (the nodule polygon in
   training, a box given at inference) with a margin, scaled to ``S x S``.
+
+When the frame has an ultrasound tissue region (DICOM), each mode works on that
+region alone, as if it were the whole image; the mapping still refers to the
+whole frame, so overlays land on the original.
 """
 
 from __future__ import annotations
 
-import io
-import math
-import os
-import warnings
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import IO, Literal
+from typing import Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image, ImageDraw, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 
-from thyrocam.errors import ImageError, ImageTooLargeError, InputError
+from thyrocam.errors import InputError
+from thyrocam.imaging.decode import DEFAULT_MAX_PIXELS, ImageSource, load_frame, load_image
+from thyrocam.imaging.geometry import (
+    Box,
+    check_box,
+    nodule_box,
+    parse_box,
+    polygons_bbox,
+    polygons_to_mask,
+)
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -52,97 +55,9 @@ __all__ = [
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# 40 Mpx: far above any ultrasound frame (DDTI is 0.2 Mpx), far below what a
-# decompression bomb expands to.
-DEFAULT_MAX_PIXELS = 40_000_000
 PREPROCESS_MODES = ("center_crop", "letterbox", "roi")
 
 PreprocessMode = Literal["center_crop", "letterbox", "roi"]
-Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in frame pixels
-ImageSource = str | os.PathLike | bytes | bytearray | IO[bytes] | Image.Image
-
-
-def load_image(src: ImageSource, *, max_pixels: int = DEFAULT_MAX_PIXELS) -> Image.Image:
-    """Decode ``src`` into an 8-bit RGB PIL image, EXIF orientation applied.
-
-    Accepts a path, bytes, a binary file object or a PIL image. Grayscale,
-    palette, RGBA (composited on black) and 16-bit images are converted.
-
-    Raises:
-        ImageError: not a decodable image (or the path does not exist).
-        ImageTooLargeError: more than ``max_pixels`` pixels (checked before decoding).
-    """
-    if isinstance(src, Image.Image):
-        img = src
-    else:
-        try:
-            if isinstance(src, (bytes, bytearray)):
-                fp: IO[bytes] | str | os.PathLike = io.BytesIO(bytes(src))
-            else:
-                fp = src
-            with warnings.catch_warnings():
-                # Pillow warns between its limit and twice it; the explicit pixel
-                # check below decides instead (with a clear error), so silence it.
-                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-                img = Image.open(fp)
-        except FileNotFoundError:
-            raise ImageError(
-                f"image: file not found: {os.fspath(src)!s}",  # type: ignore[arg-type]
-                field="image",
-                value=str(src),
-                allowed="an existing image file",
-            ) from None
-        except Image.DecompressionBombError as exc:
-            raise ImageTooLargeError(
-                f"image: too many pixels ({exc}); allowed: at most {max_pixels} pixels",
-                field="image",
-                value=None,
-                allowed=f"<= {max_pixels} pixels",
-            ) from None
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise ImageError(
-                f"image: not a decodable image ({exc.__class__.__name__}); "
-                "allowed: PNG, JPEG, BMP, TIFF, GIF or WebP",
-                field="image",
-                value=None,
-                allowed="PNG, JPEG, BMP, TIFF, GIF, WebP",
-            ) from None
-    width, height = img.size
-    # The header is read lazily, so the size is known before any pixel is decoded.
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image: {width}x{height} = {width * height} pixels; allowed: at most {max_pixels}",
-            field="image",
-            value=f"{width}x{height}",
-            allowed=f"<= {max_pixels} pixels",
-        )
-    try:
-        img = ImageOps.exif_transpose(img)
-        img = _to_rgb(img)
-    except (OSError, ValueError, SyntaxError) as exc:
-        raise ImageError(
-            f"image: the data is truncated or corrupt ({exc}); allowed: a complete image file",
-            field="image",
-            value=None,
-            allowed="a complete image file",
-        ) from None
-    return img
-
-
-def _to_rgb(img: Image.Image) -> Image.Image:
-    if img.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        # 16-bit / float scans: stretch the used range to 8 bits rather than clip.
-        arr = np.asarray(img, dtype=np.float64)
-        lo, hi = float(arr.min()), float(arr.max())
-        scaled = (arr - lo) / (hi - lo) * 255.0 if hi > lo else np.zeros_like(arr)
-        img = Image.fromarray(scaled.round().astype(np.uint8), mode="L")
-    if img.mode == "P":
-        img = img.convert("RGBA")
-    if img.mode in ("RGBA", "LA"):
-        background = Image.new("RGB", img.size, (0, 0, 0))
-        background.paste(img.convert("RGBA"), mask=img.convert("RGBA").getchannel("A"))
-        return background
-    return img.convert("RGB")
 
 
 @dataclass(frozen=True)
@@ -152,12 +67,15 @@ class FrameMapping:
     Input pixel ``u`` (centre ``u + 0.5``) shows frame position
     ``x = box[0] + (u + 0.5) * (box[2] - box[0]) / S``; likewise for ``v``/``y``.
     The box may reach past the frame's edges (letterbox padding, a ROI near a
-    border): that part of the input is black padding.
+    border): that part of the input is black padding. With a ``region`` (the
+    ultrasound tissue region of a DICOM frame) the network was given that region
+    alone, so everything outside it was black padding too.
     """
 
     frame_size: tuple[int, int]  # (W, H) of the original frame
     input_size: int  # S
     box: Box
+    region: Box | None = None  # (x0, y0, x1, y1) the part of the frame the input was cut from
 
     def input_to_frame(self, u: float, v: float) -> tuple[float, float]:
         """Input pixel coordinates (continuous, pixel centres at +0.5) -> frame coordinates."""
@@ -191,7 +109,18 @@ class FrameMapping:
         # network saw; past it (the cropped-away part of the frame) the map is zero.
         out = F.grid_sample(src, grid, mode="bilinear", padding_mode="border", align_corners=False)
         inside = (np.abs(xs)[None, :] <= 1.0) & (np.abs(ys)[:, None] <= 1.0)
+        inside &= self._region_mask()
         return np.where(inside, out[0, 0].numpy(), 0.0).astype(np.float32)
+
+    def _region_mask(self) -> np.ndarray:
+        """Boolean ``(H, W)``: inside :attr:`region` (everywhere without one)."""
+        width, height = self.frame_size
+        if self.region is None:
+            return np.ones((height, width), dtype=bool)
+        x0, y0, x1, y1 = self.region
+        xs = np.arange(width) + 0.5
+        ys = np.arange(height) + 0.5
+        return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
 
     def visible_mask(self) -> np.ndarray:
         """Boolean ``(H, W)``: the part of the frame the network saw."""
@@ -199,7 +128,8 @@ class FrameMapping:
         x0, y0, x1, y1 = self.box
         xs = np.arange(width) + 0.5
         ys = np.arange(height) + 0.5
-        return ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
+        seen = ((ys >= y0) & (ys <= y1))[:, None] & ((xs >= x0) & (xs <= x1))[None, :]
+        return seen & self._region_mask()
 
     def frame_box_to_input(self, box: Box) -> Box:
         """A box in frame pixels -> the same box in input pixels."""
@@ -212,6 +142,7 @@ class FrameMapping:
             "frame_size": list(self.frame_size),
             "input_size": self.input_size,
             "box": list(self.box),
+            "region": list(self.region) if self.region is not None else None,
         }
 
 
@@ -268,7 +199,7 @@ class Preprocessing:
         width, height = frame_size
         s = self.size
         if self.mode == "roi" and roi is not None:
-            x0, y0, x1, y1 = _check_box(roi, frame_size)
+            x0, y0, x1, y1 = check_box(roi, frame_size)
             side = max(x1 - x0, y1 - y0, 8.0) * (1.0 + 2.0 * self.margin)
             cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
             left, top = round(cx - side / 2.0), round(cy - side / 2.0)
@@ -284,9 +215,19 @@ class Preprocessing:
         return (-ox * sx, -oy * sy, (s - ox) * sx, (s - oy) * sy)
 
     def apply(
-        self, img: Image.Image, *, roi: Box | None = None
+        self, img: Image.Image, *, roi: Box | None = None, region: Box | None = None
     ) -> tuple[Image.Image, FrameMapping]:
-        """Crop/scale an RGB frame to the ``S x S`` input image (still PIL, 8-bit)."""
+        """Crop/scale an RGB frame to the ``S x S`` input image (still PIL, 8-bit).
+
+        Args:
+            img: the whole frame.
+            roi: a box in whole-frame pixels (``"roi"`` mode; others crop around it too
+                only through :class:`thyrocam.Predictor`).
+            region: the part of the frame the network may see (an ultrasound tissue
+                region); the mode is applied to that crop as if it were the image.
+        """
+        if region is not None:
+            return self._apply_in_region(img, roi=roi, region=region)
         s = self.size
         frame_size = img.size
         box = self.source_box(frame_size, roi=roi)
@@ -306,17 +247,55 @@ class Preprocessing:
             out.paste(img.resize((rw, rh), Image.BILINEAR), ((s - rw) // 2, (s - rh) // 2))
         return out, FrameMapping(frame_size=frame_size, input_size=s, box=box)
 
+    def _apply_in_region(
+        self, img: Image.Image, *, roi: Box | None, region: Box
+    ) -> tuple[Image.Image, FrameMapping]:
+        """:meth:`apply` on the region's crop; the mapping shifted back to the whole frame."""
+        rx0, ry0, rx1, ry1 = (int(round(v)) for v in region)
+        crop = img.crop((rx0, ry0, rx1, ry1))
+        local_roi = None
+        if roi is not None:
+            x0, y0, x1, y1 = check_box(roi, img.size)
+            # The user's box is in whole-frame pixels; it must touch what the network sees.
+            if x1 <= rx0 or y1 <= ry0 or x0 >= rx1 or y0 >= ry1:
+                raise InputError(
+                    f"roi: got {tuple(roi)!r}; allowed: a box overlapping the ultrasound "
+                    f"tissue region ({rx0}, {ry0}, {rx1}, {ry1}) in frame pixels",
+                    field="roi",
+                    value=roi,
+                    allowed=f"a box overlapping ({rx0}, {ry0}, {rx1}, {ry1})",
+                )
+            local_roi = (x0 - rx0, y0 - ry0, x1 - rx0, y1 - ry0)
+        out, local = self.apply(crop, roi=local_roi)
+        bx0, by0, bx1, by1 = local.box
+        box = (bx0 + rx0, by0 + ry0, bx1 + rx0, by1 + ry0)
+        mapping = FrameMapping(
+            frame_size=img.size,
+            input_size=self.size,
+            box=box,
+            region=(float(rx0), float(ry0), float(rx1), float(ry1)),
+        )
+        return out, mapping
+
     def __call__(
-        self, src: ImageSource, *, roi: Box | None = None, max_pixels: int = DEFAULT_MAX_PIXELS
+        self,
+        src: ImageSource,
+        *,
+        roi: Box | None = None,
+        max_pixels: int = DEFAULT_MAX_PIXELS,
+        frame: int = 0,
     ) -> tuple[torch.Tensor, FrameMapping]:
-        """Decode and preprocess one image.
+        """Decode and preprocess one image (or frame ``frame`` of a DICOM).
+
+        A DICOM frame's ultrasound tissue region, when it has one, is what the
+        network sees; ``roi`` is in whole-frame pixels either way.
 
         Returns:
             ``(x, mapping)`` with ``x`` a float32 ``(3, S, S)`` tensor normalised
             with the ImageNet mean/std.
         """
-        img = load_image(src, max_pixels=max_pixels)
-        out, mapping = self.apply(img, roi=roi)
+        got = load_frame(src, frame=frame, max_pixels=max_pixels)
+        out, mapping = self.apply(got.image, roi=roi, region=got.region)
         return to_tensor(out), mapping
 
 
@@ -336,47 +315,6 @@ def _letterbox_size(frame_size: tuple[int, int], s: int) -> tuple[int, int]:
     width, height = frame_size
     scale = s / max(width, height)
     return max(1, round(width * scale)), max(1, round(height * scale))
-
-
-def _check_box(box: Sequence[float], frame_size: tuple[int, int]) -> Box:
-    try:
-        x0, y0, x1, y1 = (float(v) for v in box)
-    except (TypeError, ValueError):
-        raise InputError(
-            f"roi: got {box!r}; allowed: four numbers x0, y0, x1, y1 in frame pixels",
-            field="roi",
-            value=box,
-            allowed="x0,y0,x1,y1",
-        ) from None
-    width, height = frame_size
-    finite = all(math.isfinite(v) for v in (x0, y0, x1, y1))
-    if not finite or x1 <= x0 or y1 <= y0 or x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
-        raise InputError(
-            f"roi: got {box!r}; allowed: x0 < x1, y0 < y1, overlapping the {width}x{height} frame",
-            field="roi",
-            value=box,
-            allowed=f"a box overlapping the {width}x{height} frame",
-        )
-    return (x0, y0, x1, y1)
-
-
-def parse_box(text: str | Sequence[float] | None) -> Box | None:
-    """``"x0,y0,x1,y1"`` (or a sequence of four numbers) -> a box; ``None``/``""`` -> ``None``."""
-    if text is None or (isinstance(text, str) and not text.strip()):
-        return None
-    parts = text.replace(" ", "").split(",") if isinstance(text, str) else list(text)
-    try:
-        values = tuple(float(p) for p in parts)
-    except (TypeError, ValueError):
-        values = ()
-    if len(values) != 4 or not all(math.isfinite(v) for v in values):
-        raise InputError(
-            f"roi: got {text!r}; allowed: four numbers 'x0,y0,x1,y1' in frame pixels",
-            field="roi",
-            value=text,
-            allowed="x0,y0,x1,y1",
-        )
-    return values  # type: ignore[return-value]
 
 
 def to_tensor(img: Image.Image) -> torch.Tensor:
@@ -418,44 +356,3 @@ def preprocess_image(
     """
     x, _ = Preprocessing(mode=mode, size=size, margin=margin)(src, roi=roi)
     return x
-
-
-def polygons_to_mask(
-    polygons: Sequence[Sequence[tuple[float, float]]], *, size: tuple[int, int]
-) -> np.ndarray:
-    """Rasterise nodule outlines into a boolean ``(H, W)`` mask (``size`` is ``(W, H)``)."""
-    mask = Image.new("L", size, 0)
-    draw = ImageDraw.Draw(mask)
-    for poly in polygons:
-        if len(poly) >= 3:
-            draw.polygon([(float(x), float(y)) for x, y in poly], fill=1, outline=1)
-    return np.asarray(mask, dtype=bool)
-
-
-def polygons_bbox(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
-    """Bounding box ``(x0, y0, x1, y1)`` around all points, or ``None`` without points."""
-    points = [p for poly in polygons for p in poly]
-    if not points:
-        return None
-    xs = [float(p[0]) for p in points]
-    ys = [float(p[1]) for p in points]
-    return (min(xs), min(ys), max(xs), max(ys))
-
-
-def nodule_box(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
-    """The box around the largest outline: the region of interest of one view.
-
-    A two-panel DDTI frame outlines the same nodule once per panel; a box around
-    every outline would span both panels and shrink the nodule in the crop.
-    """
-    outlines = [poly for poly in polygons if len(poly) >= 3]
-    if not outlines:
-        return polygons_bbox(polygons)
-
-    def area(poly: Sequence[tuple[float, float]]) -> float:
-        xs = np.array([float(p[0]) for p in poly])
-        ys = np.array([float(p[1]) for p in poly])
-        return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
-
-    return polygons_bbox([max(outlines, key=area)])
-

@@ -1,0 +1,98 @@
+"""Boxes and nodule outlines in frame pixels."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from thyrocam.errors import InputError
+
+__all__ = ["Box", "polygons_to_mask", "polygons_bbox", "nodule_box", "parse_box", "check_box"]
+
+Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in frame pixels
+
+
+def check_box(box: Sequence[float], frame_size: tuple[int, int], *, field: str = "roi") -> Box:
+    """Validate a box against a ``(W, H)`` frame: ordered, finite, overlapping the frame."""
+    try:
+        x0, y0, x1, y1 = (float(v) for v in box)
+    except (TypeError, ValueError):
+        raise InputError(
+            f"{field}: got {box!r}; allowed: four numbers x0, y0, x1, y1 in frame pixels",
+            field=field,
+            value=box,
+            allowed="x0,y0,x1,y1",
+        ) from None
+    width, height = frame_size
+    finite = all(math.isfinite(v) for v in (x0, y0, x1, y1))
+    if not finite or x1 <= x0 or y1 <= y0 or x1 <= 0 or y1 <= 0 or x0 >= width or y0 >= height:
+        raise InputError(
+            f"{field}: got {box!r}; allowed: x0 < x1, y0 < y1, "
+            f"overlapping the {width}x{height} frame",
+            field=field,
+            value=box,
+            allowed=f"a box overlapping the {width}x{height} frame",
+        )
+    return (x0, y0, x1, y1)
+
+
+def parse_box(text: str | Sequence[float] | None) -> Box | None:
+    """``"x0,y0,x1,y1"`` (or a sequence of four numbers) -> a box; ``None``/``""`` -> ``None``."""
+    if text is None or (isinstance(text, str) and not text.strip()):
+        return None
+    parts = text.replace(" ", "").split(",") if isinstance(text, str) else list(text)
+    try:
+        values = tuple(float(p) for p in parts)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 4 or not all(math.isfinite(v) for v in values):
+        raise InputError(
+            f"roi: got {text!r}; allowed: four numbers 'x0,y0,x1,y1' in frame pixels",
+            field="roi",
+            value=text,
+            allowed="x0,y0,x1,y1",
+        )
+    return values  # type: ignore[return-value]
+
+
+def polygons_to_mask(
+    polygons: Sequence[Sequence[tuple[float, float]]], *, size: tuple[int, int]
+) -> np.ndarray:
+    """Rasterise nodule outlines into a boolean ``(H, W)`` mask (``size`` is ``(W, H)``)."""
+    mask = Image.new("L", size, 0)
+    draw = ImageDraw.Draw(mask)
+    for poly in polygons:
+        if len(poly) >= 3:
+            draw.polygon([(float(x), float(y)) for x, y in poly], fill=1, outline=1)
+    return np.asarray(mask, dtype=bool)
+
+
+def polygons_bbox(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
+    """Bounding box ``(x0, y0, x1, y1)`` around all points, or ``None`` without points."""
+    points = [p for poly in polygons for p in poly]
+    if not points:
+        return None
+    xs = [float(p[0]) for p in points]
+    ys = [float(p[1]) for p in points]
+    return (min(xs), min(ys), max(xs), max(ys))
+
+
+def nodule_box(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
+    """The box around the largest outline: the region of interest of one view.
+
+    A two-panel DDTI frame outlines the same nodule once per panel; a box around
+    every outline would span both panels and shrink the nodule in the crop.
+    """
+    outlines = [poly for poly in polygons if len(poly) >= 3]
+    if not outlines:
+        return polygons_bbox(polygons)
+
+    def area(poly: Sequence[tuple[float, float]]) -> float:
+        xs = np.array([float(p[0]) for p in poly])
+        ys = np.array([float(p[1]) for p in poly])
+        return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+
+    return polygons_bbox([max(outlines, key=area)])
