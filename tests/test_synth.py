@@ -12,21 +12,26 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw, ImageFilter
 
-from thyrocam.clinical import VOCABULARY, normalize_value
+from thyrocam.clinical import (
+    CATEGORICAL_FIELDS,
+    DDTI_SPELLINGS,
+    TIRADS_GRADES,
+    VOCABULARY,
+    normalize_value,
+    tirads_to_label,
+)
 from thyrocam.data.ddti import read_ddti
 from thyrocam.data.synth import (
-    CALCIFICATIONS,
-    COMPOSITIONS,
-    ECHOGENICITIES,
     LABELS_HEADER,
-    MARGINS,
+    SUSPICION_ORDER,
     NoduleFeatures,
     SynthConfig,
-    _draw_layout,
+    draw_layout,
     make_synthetic_ddti,
     render_case,
     sample_case_features,
 )
+from thyrocam.data.synth.cases import known, per_value
 from thyrocam.errors import DataError
 
 W, H = 560, 360
@@ -42,20 +47,10 @@ TAGS = [
     "reportbacaf",
     "reporteco",
 ]
-DESCRIPTORS = {
-    "composition": COMPOSITIONS,
-    "echogenicity": ECHOGENICITIES,
-    "margins": MARGINS,
-    "calcifications": CALCIFICATIONS,
-}
-# DDTI's own misspellings (DESIGN.md), which the generator writes now and then.
-RAW_SPELLINGS = {
-    "spongiform appareance",
-    "marked hypoechogenecity",
-    "ill- defined",
-    "microcalcification",
-    "macrocalcification",
-}
+# The four descriptors a frame shows, with their words, from thyrocam.clinical.
+DESCRIPTORS = {f: VOCABULARY[f] for f in CATEGORICAL_FIELDS if f != "sex"}
+# DDTI's own misspellings (thyrocam.clinical), which the generator writes now and then.
+RAW_SPELLINGS = {raw for field in DESCRIPTORS for raw in DDTI_SPELLINGS[field]}
 CASES = 10
 
 
@@ -235,9 +230,26 @@ def test_raw_spellings_are_written_and_read_back(tmp_path: Path) -> None:
             assert case.clinical[field] in VOCABULARY[field]
 
 
-def test_vocabulary_matches_thyrocam_clinical() -> None:
-    for field, ours in DESCRIPTORS.items():
-        assert set(ours) == set(VOCABULARY[field])
+def test_suspicion_order_covers_the_clinical_vocabulary() -> None:
+    assert list(SUSPICION_ORDER) == list(DESCRIPTORS)
+    for field, ours in SUSPICION_ORDER.items():
+        assert sorted(ours) == sorted(VOCABULARY[field])
+    # DDTI misspells each of the four descriptors: the raw-spelling test is not vacuous.
+    assert all(DDTI_SPELLINGS[field] for field in DESCRIPTORS)
+
+
+@pytest.mark.parametrize(
+    "check",
+    [
+        lambda: known("margins", "ill- defined"),
+        lambda: known("composition", "solid", "sollid"),
+        lambda: per_value("calcifications", {"non": 0, "microcalcifications": 1}),
+        lambda: per_value("sex", {"F": 0, "M": 1, "u": 2}),
+    ],
+)
+def test_generator_tables_refuse_words_outside_the_vocabulary(check) -> None:
+    with pytest.raises(DataError, match=r"^\w+: got .*; allowed: "):
+        check()
 
 
 # ---------------------------------------------------------------- descriptors
@@ -258,7 +270,7 @@ def test_blank_tags_and_unknown_sex_at_ddti_rates() -> None:
     assert share(lambda x: x["age"] == "") == pytest.approx(0.20, abs=0.04)
     assert share(lambda x: x["tirads"] == "") == pytest.approx(0.25, abs=0.04)
     assert 0.0 < share(lambda x: x["sex"] == "u") < 0.1
-    assert {x["tirads"] for x in draws} == {"", "2", "3", "4a", "4b", "4c", "5"}
+    assert {x["tirads"] for x in draws} == {"", *TIRADS_GRADES}
     for x in draws:
         for field in DESCRIPTORS:
             assert normalize_value(field, x[field]) in (None, *DESCRIPTORS[field])
@@ -332,7 +344,7 @@ def test_tirads_grade_follows_the_written_descriptors() -> None:
     rng = np.random.default_rng(8)
     draws = [sample_case_features(rng, config) for _ in range(1500)]
     x = np.array([_encode_xml(d[1])[:-7] for d in draws])
-    high = np.array([d[1]["tirads"] in ("4a", "4b", "4c", "5") for d in draws], dtype=float)
+    high = np.array([tirads_to_label(d[1]["tirads"]) == 1 for d in draws], dtype=float)
     assert _auc(_fit_predict(x[:750], high[:750], x[750:]), high[750:]) >= 0.95
 
 
@@ -428,7 +440,7 @@ def test_other_frame_sizes_render(width: int, height: int, y: int) -> None:
 @pytest.mark.parametrize("seed", range(4))
 def test_marks_are_the_same_for_benign_and_malignant(seed: int) -> None:
     config = SynthConfig()
-    x0, y0, fw, fh = _draw_layout(np.random.default_rng(seed), config).field
+    x0, y0, fw, fh = draw_layout(np.random.default_rng(seed), config).field
     outside = np.ones((H, W), dtype=bool)
     outside[y0 : y0 + fh, x0 : x0 + fw] = False
     frames = [
@@ -443,7 +455,7 @@ def test_marks_are_the_same_for_benign_and_malignant(seed: int) -> None:
 def test_mark_rates_follow_the_config() -> None:
     config = SynthConfig()
     rng = np.random.default_rng(0)
-    layouts = [_draw_layout(rng, config) for _ in range(3000)]
+    layouts = [draw_layout(rng, config) for _ in range(3000)]
     two_panel = np.mean([layout.two_panel for layout in layouts])
     calipers = np.mean([any(p.calipers for p in layout.panels) for layout in layouts])
     assert two_panel == pytest.approx(config.two_panel_rate, abs=0.03)
@@ -455,7 +467,7 @@ def test_mark_rates_follow_the_config() -> None:
         x0, y0, fw, fh = layout.field
         assert x0 >= 0 and y0 >= 0 and x0 + fw <= 0.93 * W and y0 + fh <= H
     always = SynthConfig(two_panel_rate=1.0)
-    assert all(_draw_layout(rng, always).two_panel for _ in range(50))
+    assert all(draw_layout(rng, always).two_panel for _ in range(50))
 
 
 @pytest.mark.parametrize("y", [0, 1])
@@ -477,7 +489,7 @@ def test_calipers_are_drawn_on_the_nodule(y: int) -> None:
 def test_two_panel_frames_outline_the_nodule_in_each_panel() -> None:
     config = SynthConfig(two_panel_rate=1.0)
     for seed in range(3):
-        x0, _, fw, _ = _draw_layout(np.random.default_rng(seed), config).field
+        x0, _, fw, _ = draw_layout(np.random.default_rng(seed), config).field
         rng = np.random.default_rng(seed)
         _, polygons = render_case(rng, features=_features(1), config=config)
         assert len(polygons) == 2

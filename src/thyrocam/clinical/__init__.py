@@ -37,6 +37,7 @@ from thyrocam.clinical.tirads import (
 from thyrocam.clinical.vocabulary import (
     AGE_RANGE,
     CATEGORICAL_FIELDS,
+    DDTI_SPELLINGS,
     FIELDS,
     VOCABULARY,
     normalize_clinical,
@@ -48,6 +49,7 @@ __all__ = [
     "CATEGORICAL_FIELDS",
     "VOCABULARY",
     "AGE_RANGE",
+    "DDTI_SPELLINGS",
     "TIRADS_GRADES",
     "LABELS",
     "TIRADS_FEATURES",

@@ -22,6 +22,7 @@ __all__ = [
     "CATEGORICAL_FIELDS",
     "VOCABULARY",
     "AGE_RANGE",
+    "DDTI_SPELLINGS",
     "normalize_value",
     "normalize_clinical",
 ]
@@ -76,12 +77,25 @@ def _key(text: str) -> str:
 
 _MISSING_TOKENS = frozenset({"", "u", "unknown", "nan"})
 
-# Spellings seen in DDTI and short synonyms a clinician types into the web form, keyed by
+#: Misspellings found in the public DDTI set's XML, per field: raw text -> canonical value.
+#: Readers accept them (they join the aliases below); the synthetic generator writes them
+#: now and then, so that readers must normalise.
+DDTI_SPELLINGS: dict[str, dict[str, str]] = {
+    "composition": {"spongiform appareance": "spongiform"},
+    "echogenicity": {"marked hypoechogenecity": "marked hypoechogenicity"},
+    "margins": {"ill- defined": "ill defined"},
+    "calcifications": {
+        "microcalcification": "microcalcifications",
+        "macrocalcification": "macrocalcifications",
+    },
+    "sex": {},
+}
+
+# Other spellings seen in DDTI and short synonyms a clinician types into the web form, keyed by
 # the _key() form. Kept explicit: a guess that maps a typo to the wrong category would
 # silently change the model input.
 _ALIASES: dict[str, dict[str, str]] = {
     "composition": {
-        "spongiform appareance": "spongiform",
         "spongiform appearance": "spongiform",
     },
     "echogenicity": {
@@ -100,8 +114,6 @@ _ALIASES: dict[str, dict[str, str]] = {
     "calcifications": {
         "none": "non",
         "no": "non",
-        "microcalcification": "microcalcifications",
-        "macrocalcification": "macrocalcifications",
     },
     "sex": {
         "female": "F",
@@ -114,6 +126,7 @@ _ALIASES: dict[str, dict[str, str]] = {
 _LOOKUP: dict[str, dict[str, str]] = {
     field: {
         **{_key(v): v for v in VOCABULARY[field]},
+        **{_key(raw): v for raw, v in DDTI_SPELLINGS[field].items()},
         **_ALIASES[field],
     }
     for field in CATEGORICAL_FIELDS
