@@ -1,0 +1,90 @@
+"""``thyrocam predict`` and ``thyrocam explain``: one image at a time."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from thyrocam.cli._common import (
+    check_out_folder,
+    load_predictor,
+    parse_clinical,
+    replace_atomically,
+)
+
+__all__ = ["register"]
+
+
+def _cmd_predict(args: argparse.Namespace) -> int:
+    from thyrocam.imaging import parse_box
+
+    predictor = load_predictor(args)
+    pred = predictor.predict(args.image, parse_clinical(args.clinical), roi=parse_box(args.roi))
+    print(json.dumps(pred.to_dict(), indent=2))
+    return 0
+
+
+def _cmd_explain(args: argparse.Namespace) -> int:
+    from thyrocam.imaging import parse_box
+
+    out = Path(args.out)
+    check_out_folder(out)
+    predictor = load_predictor(args)
+    exp = predictor.explain(
+        args.image,
+        parse_clinical(args.clinical),
+        roi=parse_box(args.roi),
+        method=args.method,
+        target=args.target,
+        alpha=args.alpha,
+    )
+    replace_atomically(out, lambda tmp: exp.overlay.save(tmp, format="PNG"))
+    summary = exp.prediction.to_dict()
+    summary.update(
+        {
+            "overlay": str(out),
+            "method": exp.method,
+            "target": exp.target,
+            "used_class_idx": exp.used_idx,
+            "cam_all_zero": exp.all_zero,
+        }
+    )
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _add_image_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("run")
+    p.add_argument("image")
+    p.add_argument(
+        "--clinical",
+        nargs="*",
+        metavar="FIELD=VALUE",
+        help="descriptors, e.g. composition=solid age=59",
+    )
+    p.add_argument("--roi", help="nodule box x0,y0,x1,y1 in frame pixels")
+    p.add_argument("--device")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from thyrocam.explain.methods import METHOD_CHOICES, METHOD_NAMES
+
+    p = sub.add_parser("predict", help="P(malignant) for one image, as JSON")
+    _add_image_options(p)
+    p.set_defaults(func=_cmd_predict)
+
+    p = sub.add_parser("explain", help="write a Grad-CAM overlay PNG for one image")
+    _add_image_options(p)
+    p.add_argument("--out", required=True, help="overlay PNG to write")
+    p.add_argument("--alpha", type=float, default=0.35, help="heatmap opacity 0..1")
+    p.add_argument("--target", choices=("malignant", "benign"), default="malignant")
+    p.add_argument(
+        "--method",
+        default="gradcam",
+        type=str.lower,
+        choices=METHOD_CHOICES,
+        metavar="METHOD",
+        help=f"{', '.join(METHOD_NAMES)} (default gradcam)",
+    )
+    p.set_defaults(func=_cmd_explain)

@@ -1,0 +1,152 @@
+"""``thyrocam train`` and ``thyrocam evaluate``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import fields
+from typing import get_args
+
+from thyrocam.data.samples import LabelSource
+from thyrocam.errors import InputError
+from thyrocam.imaging import PREPROCESS_MODES
+from thyrocam.model import ARCHS, MODALITIES
+
+__all__ = ["register", "add_train_options", "train_config"]
+
+LABEL_SOURCES: tuple[str, ...] = get_args(LabelSource)
+
+
+def train_config(args: argparse.Namespace):
+    """A ``TrainConfig`` from a preset and the options given (given options win)."""
+    from thyrocam.train import PRESETS, TrainConfig
+
+    values: dict = dict(PRESETS[args.preset]) if args.preset else {}
+    names = {f.name for f in fields(TrainConfig)}
+    for name in names:
+        value = getattr(args, name, None)
+        if value is not None:
+            values[name] = value
+    if args.no_progress:
+        values["progress"] = False
+    return TrainConfig(**values)
+
+
+def _cmd_train(args: argparse.Namespace) -> int:
+    from thyrocam.train import train
+
+    config = train_config(args)
+    metrics = train(args.data, out=args.out, config=config)
+    summary = {
+        "run": str(args.out),
+        "best_epoch": metrics["best_epoch"],
+        "train_seconds": round(metrics["train_seconds"], 1),
+        "validation_auc": metrics["validation"]["auc"],
+        "test": {k: metrics["test"][k] for k in ("auc", "sensitivity", "specificity", "accuracy")},
+        "label_definition": metrics["label_definition"],
+    }
+    print(json.dumps(summary, indent=2))
+    return 0
+
+
+def _cmd_evaluate(args: argparse.Namespace) -> int:
+    from thyrocam.evaluate import evaluate
+    from thyrocam.explain import get_cam_class
+    from thyrocam.report import REPORT_METHODS, parse_ablation, write_report
+
+    if not args.report and (args.ablation or args.methods):
+        raise InputError(
+            "--ablation/--methods: given without --report; allowed: with --report DIR",
+            field="report",
+            value=None,
+        )
+    # Option mistakes fail before the minutes of scoring.
+    ablation = parse_ablation(args.ablation)
+    methods = [m.strip() for m in args.methods.split(",")] if args.methods else REPORT_METHODS
+    for method in methods:
+        get_cam_class(method)
+    result = evaluate(args.run, args.data, device=args.device, label_source=args.label_source)
+    if args.report:
+        path = write_report(
+            args.run,
+            args.data,
+            out=args.report,
+            device=args.device,
+            ablation=ablation,
+            methods=methods,
+            max_cases=args.report_cases,
+            label_source=args.label_source,
+        )
+        result["report"] = str(path)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+def add_train_options(p: argparse.ArgumentParser) -> None:
+    """The options of ``train`` (also taken by commands that train, such as ``cv``)."""
+    from thyrocam.train import PRESETS
+
+    g = p.add_argument_group("model")
+    g.add_argument("--arch", choices=ARCHS)
+    g.add_argument(
+        "--modalities", choices=MODALITIES, help="inputs the model may use (ablation); default both"
+    )
+    g.add_argument("--weights", help="'imagenet' (only if on disk), a state-dict path, or 'none'")
+    g = p.add_argument_group("input")
+    g.add_argument("--image-size", dest="image_size", type=int)
+    g.add_argument("--preprocess", choices=PREPROCESS_MODES)
+    g.add_argument("--roi-margin", dest="roi_margin", type=float)
+    g.add_argument("--label-source", dest="label_source", choices=LABEL_SOURCES)
+    g = p.add_argument_group("optimisation")
+    g.add_argument("--epochs", type=int)
+    g.add_argument("--batch-size", dest="batch_size", type=int)
+    g.add_argument("--lr", type=float)
+    g.add_argument("--seed", type=int)
+    g.add_argument(
+        "--max-minutes",
+        dest="max_minutes",
+        type=float,
+        help="time budget: run fewer epochs if the first shows they will not fit",
+    )
+    g.add_argument("--preset", choices=tuple(PRESETS), help="a named set of defaults")
+    g.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")
+    g.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    from thyrocam.explain.methods import METHOD_NAMES
+
+    p = sub.add_parser("train", help="train a model on a DDTI folder or CSV manifest")
+    p.add_argument("data", help="DDTI folder (N.xml + N_V.jpg) or CSV manifest")
+    p.add_argument("--out", required=True, help="run folder to write")
+    add_train_options(p)
+    p.set_defaults(func=_cmd_train)
+
+    p = sub.add_parser(
+        "evaluate", help="score a run on a data set (its test split if trained on it)"
+    )
+    p.add_argument("run")
+    p.add_argument("data")
+    p.add_argument("--report", help="also write report.html and metrics.json into this folder")
+    g = p.add_argument_group("report")
+    g.add_argument(
+        "--ablation",
+        nargs="*",
+        metavar="KIND=RUN",
+        help="single-modality runs trained on the same data and seed (--modalities image / "
+        "clinical): image=RUN clinical=RUN",
+    )
+    g.add_argument(
+        "--methods",
+        help=f"comma-separated CAM methods to measure (default: {', '.join(METHOD_NAMES)})",
+    )
+    g.add_argument(
+        "--report-cases",
+        dest="report_cases",
+        type=int,
+        default=60,
+        help="outlined held-out images whose explanations are measured (default 60)",
+    )
+    p.add_argument("--label-source", dest="label_source", default="auto", choices=LABEL_SOURCES)
+    p.add_argument("--device")
+    p.set_defaults(func=_cmd_evaluate)
