@@ -7,9 +7,12 @@ and each explanation captures its activations per call.
 
 from __future__ import annotations
 
+import hashlib
 import os
+import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -19,23 +22,26 @@ from PIL import Image
 from thyrocam.checkpoint import load_run
 from thyrocam.clinical import FIELDS, acr_tirads, encode_clinical_with_mask, normalize_clinical
 from thyrocam.errors import InputError
-from thyrocam.explain import get_cam_class
+from thyrocam.explain import get_method
 from thyrocam.explain.attribution import descriptor_attributions
 from thyrocam.explain.overlay import overlay_cam_on_pil
 from thyrocam.imaging import (
     DEFAULT_MAX_PIXELS,
     Box,
+    Frame,
     FrameMapping,
     ImageSource,
     Preprocessing,
-    load_image,
+    load_frame,
     to_tensor,
 )
-from thyrocam.model import ThyroidNet, default_target_layer, last_conv, resolve_device
+from thyrocam.model import ThyroidNet, resolve_device
 
 __all__ = ["Prediction", "Explanation", "Predictor", "ThyroidAppWrapper", "LABEL_NAMES"]
 
 LABEL_NAMES = ("benign", "malignant")
+# Guards the one-time hash of the weights in Predictor.model_identity (threads share a Predictor).
+_IDENTITY_LOCK = threading.Lock()
 ROI_FALLBACK_WARNING = (
     "no nodule box was given: the whole frame was used, but this run was trained on "
     "crops around the nodule; draw a box for a reliable result"
@@ -56,6 +62,9 @@ class Prediction:
         tirads: the ACR TI-RADS points and level computed from the descriptors.
         roi: the nodule box used, in frame pixels, if any.
         warnings: things the user should know (e.g. a ROI run used without a box).
+        frame: the DICOM frame index explained (``None`` for an ordinary image file).
+        spacing_mm: ``(dx, dy)`` mm per pixel from the DICOM header, ``None`` when unknown.
+        region: the ultrasound tissue region the network saw, in frame pixels, if any.
     """
 
     probability: float
@@ -67,6 +76,18 @@ class Prediction:
     tirads: Any
     roi: Box | None = None
     warnings: list[str] = field(default_factory=list)
+    frame: int | None = None
+    spacing_mm: tuple[float, float] | None = None
+    region: Box | None = None
+
+    def roi_mm(self) -> list[float] | None:
+        """:attr:`roi` in mm from the top-left corner of the tissue region (or frame)."""
+        if self.roi is None or self.spacing_mm is None:
+            return None
+        dx, dy = self.spacing_mm
+        ox, oy = (self.region[0], self.region[1]) if self.region else (0.0, 0.0)
+        x0, y0, x1, y1 = self.roi
+        return [(x0 - ox) * dx, (y0 - oy) * dy, (x1 - ox) * dx, (y1 - oy) * dy]
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -79,6 +100,10 @@ class Prediction:
             "tirads": self.tirads.to_dict(),
             "roi": list(self.roi) if self.roi else None,
             "warnings": list(self.warnings),
+            "frame": self.frame,
+            "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
+            "region": list(self.region) if self.region else None,
+            "roi_mm": self.roi_mm(),
         }
 
 
@@ -101,6 +126,10 @@ class Explanation:
         attributions: when asked for, each descriptor's exact Shapley value for the
             logit (``{field: value}``, summing to logit(as given) - logit(all missing));
             see :mod:`thyrocam.explain.attribution`.
+        source: the decoded input (DICOM header included, for :meth:`to_dicom`; it
+            holds the patient's identity, so ``repr`` leaves it out).
+        model: the model's identity for DICOM results: ``name``, ``version``,
+            ``sha256`` (of ``model.safetensors``).
     """
 
     prediction: Prediction
@@ -115,6 +144,8 @@ class Explanation:
     all_zero: bool
     alpha: float = 0.35
     attributions: dict[str, float] | None = None
+    source: Frame | None = field(default=None, repr=False, compare=False)
+    model: Mapping[str, str] | None = None
 
     @property
     def overlay(self) -> Image.Image:
@@ -122,6 +153,22 @@ class Explanation:
         return overlay_cam_on_pil(
             self.image, self.cam_frame, alpha=self.alpha, where=self.mapping.visible_mask()
         )
+
+    def to_dicom(self, out_dir: str | os.PathLike | None = None) -> Any:
+        """The overlay as a Secondary Capture and the result as a Comprehensive SR.
+
+        Both go in the source's study (a new study for a non-DICOM input), in a
+        new series, referencing the source instance. With ``out_dir`` the two
+        files are written there. Returns :class:`thyrocam.dicom.DicomResults`.
+        """
+        # Imported here, not at the top: the results layer sits above predictor
+        # and pulls in highdicom, which predict()/explain() never need.
+        from thyrocam.dicom.results import build_results
+
+        results = build_results(self)
+        if out_dir is not None:
+            results.save(out_dir)
+        return results
 
 
 class Predictor:
@@ -153,6 +200,7 @@ class Predictor:
         self.meta = meta or {}
         self.path = path
         self.max_pixels = max_pixels
+        self._identity: dict[str, str] | None = None
 
     @classmethod
     def load(
@@ -179,21 +227,54 @@ class Predictor:
         vec, _ = encode_clinical_with_mask(normalised, self.cat_maps)
         return normalised, torch.from_numpy(vec)[None].to(self.device)
 
+    def decode(self, image: ImageSource | Frame, *, frame: int = 0) -> Frame:
+        """Decode an image or DICOM frame ``frame`` (a :class:`Frame` passes through)."""
+        if isinstance(image, Frame):
+            return image
+        return load_frame(image, frame=frame, max_pixels=self.max_pixels)
+
     def prepare_image(
-        self, image: ImageSource, *, roi: Box | None = None
+        self, image: ImageSource | Frame, *, roi: Box | None = None, frame: int = 0
     ) -> tuple[Image.Image, torch.Tensor, FrameMapping, list[str]]:
-        """Decode and preprocess -> ``(frame, x (1, 3, S, S), mapping, warnings)``."""
-        frame = load_image(image, max_pixels=self.max_pixels)
+        """Decode and preprocess -> ``(frame, x (1, 3, S, S), mapping, warnings)``.
+
+        ``frame`` is the whole image; a DICOM ultrasound tissue region is what the
+        network sees, and ``roi`` is in whole-frame pixels either way.
+        """
+        source = self.decode(image, frame=frame)
+        frame, region = source.image, source.region
         warnings = []
         if self.preprocessing.mode == "roi" and roi is None:
             warnings.append(ROI_FALLBACK_WARNING)
         elif self.preprocessing.mode != "roi" and roi is not None:
             # A box on a whole-frame run: crop around it, with the run's size.
             pre = Preprocessing(mode="roi", size=self.preprocessing.size, margin=0.5)
-            inp, mapping = pre.apply(frame, roi=roi)
+            inp, mapping = pre.apply(frame, roi=roi, region=region)
             return frame, to_tensor(inp)[None].to(self.device), mapping, warnings
-        inp, mapping = self.preprocessing.apply(frame, roi=roi)
+        inp, mapping = self.preprocessing.apply(frame, roi=roi, region=region)
         return frame, to_tensor(inp)[None].to(self.device), mapping, warnings
+
+    def model_identity(self) -> dict[str, str]:
+        """``name``, ``version``, ``sha256`` of the weights (hashed once; for DICOM results)."""
+        with _IDENTITY_LOCK:
+            if self._identity is None:
+                folder = Path(self.path) if self.path is not None else None
+                if folder is not None and folder.is_file():
+                    folder = folder.parent
+                digest = hashlib.sha256()
+                weights = folder / "model.safetensors" if folder is not None else None
+                if weights is not None and weights.is_file():
+                    with open(weights, "rb") as fh:
+                        for chunk in iter(lambda: fh.read(1 << 20), b""):
+                            digest.update(chunk)
+                    sha = digest.hexdigest()
+                else:  # a Predictor built in memory: no file to hash
+                    sha = "unknown"
+                arch = str(self.meta.get("arch", type(self.model).__name__))
+                name = f"thyrocam {arch}" + (f" ({folder.name})" if folder is not None else "")
+                version = str(self.meta.get("versions", {}).get("thyrocam", "unknown"))
+                self._identity = {"name": name, "version": version, "sha256": sha}
+            return dict(self._identity)
 
     def _prediction(
         self, logit: float, normalised: dict, roi: Box | None, warnings: list[str]
@@ -218,20 +299,22 @@ class Predictor:
         clinical: Mapping[str, object] | None = None,
         *,
         roi: Box | None = None,
+        frame: int = 0,
     ) -> Prediction:
-        """P(malignant) for one image and its descriptors (``None``: all missing)."""
+        """P(malignant) for one image and its descriptors (``None``: all missing).
+
+        ``frame``: which frame of a multi-frame DICOM (0-based).
+        """
         normalised, clin = self.encode_clinical(clinical)
-        _, x, _, warnings = self.prepare_image(image, roi=roi)
+        source = self.decode(image, frame=frame)
+        _, x, _, warnings = self.prepare_image(source, roi=roi)
         with torch.no_grad():
             logit = float(self.model(x, clin)[0, 0])
-        return self._prediction(logit, normalised, roi, warnings)
+        return _with_source(self._prediction(logit, normalised, roi, warnings), source)
 
     def target_layers(self, method: str) -> list[torch.nn.Module]:
-        """The layers a method reads: ``layer4``'s last conv, or layer2-4 for ``layercam-fused``."""
-        if method.replace("_", "-").lower() == "layercam-fused":
-            cnn = self.model.cnn
-            return [last_conv(cnn.layer2), last_conv(cnn.layer3), last_conv(cnn.layer4)]
-        return [default_target_layer(self.model)]
+        """The layers a method reads, from :data:`thyrocam.explain.METHODS` (any spelling)."""
+        return get_method(method).layers(self.model)
 
     def explain(
         self,
@@ -243,6 +326,7 @@ class Predictor:
         target: str = "malignant",
         alpha: float = 0.35,
         attributions: bool = False,
+        frame: int = 0,
     ) -> Explanation:
         """Prediction and CAM from one forward pass (plus the gradient to the target layer).
 
@@ -251,7 +335,8 @@ class Predictor:
             clinical: the six descriptors (``None``: all missing); the gradient is
                 taken with them, in the prediction's context.
             roi: optional nodule box ``(x0, y0, x1, y1)`` in frame pixels.
-            method: ``gradcam``, ``gradcam++``, ``hirescam``, ``layercam`` or ``layercam-fused``.
+            method: a name or alias from :data:`thyrocam.explain.METHODS` (``gradcam``,
+                ``gradcam++``, ``hirescam``, ``layercam``, ``layercam-fused``).
             target: ``"malignant"`` (evidence for) or ``"benign"`` (evidence against).
             alpha: overlay opacity in [0, 1].
             attributions: also compute the descriptors' Shapley values (64 passes of
@@ -264,12 +349,14 @@ class Predictor:
                 value=alpha,
                 allowed="0..1",
             )
-        engine_cls = get_cam_class(method)
+        spec = get_method(method)
         normalised, clin = self.encode_clinical(clinical)
-        frame, x, mapping, warnings = self.prepare_image(image, roi=roi)
-        engine = engine_cls(self.model, self.target_layers(method))
+        source = self.decode(image, frame=frame)
+        frame_img, x, mapping, warnings = self.prepare_image(source, roi=roi)
+        engine = spec.cam_class(self.model, spec.layers(self.model))
         res = engine.compute(x, clinical=clin, target=target)  # type: ignore[arg-type]
         prediction = self._prediction(float(res.logits[0, 0]), normalised, roi, warnings)
+        prediction = _with_source(prediction, source)
         shapley = (
             descriptor_attributions(self.model, x, clin, cat_maps=self.cat_maps).as_dict()
             if attributions
@@ -277,18 +364,27 @@ class Predictor:
         )
         return Explanation(
             prediction=prediction,
-            method=method.lower(),
+            method=spec.name,
             target=target,
             used_idx=res.used_idx[0],
             cam=res.cam[0],
             raw=res.raw[0],
             cam_frame=mapping.cam_to_frame(res.cam[0]),
-            image=frame,
+            image=frame_img,
             mapping=mapping,
             all_zero=res.all_zero[0],
             alpha=float(alpha),
             attributions=shapley,
+            source=source,
+            model=self.model_identity(),
         )
+
+
+def _with_source(prediction: Prediction, source: Frame) -> Prediction:
+    """The prediction with what the input file said: DICOM frame, spacing, tissue region."""
+    return replace(
+        prediction, frame=source.index, spacing_mm=source.spacing_mm, region=source.region
+    )
 
 
 # The name the seed's web app uses for the same object.

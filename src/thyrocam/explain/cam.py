@@ -32,7 +32,6 @@ from torch import nn
 from thyrocam.errors import InputError
 
 __all__ = [
-    "CAM_METHODS",
     "CamResult",
     "BaseCAM",
     "GradCAM",
@@ -369,25 +368,8 @@ class LayerCAM(BaseCAM):
         return (grads.clamp_min(0) * activations).sum(dim=1)
 
 
-CAM_METHODS: dict[str, type[BaseCAM]] = {
-    "gradcam": GradCAM,
-    "gradcam++": GradCAMPlusPlus,
-    "hirescam": HiResCAM,
-    "layercam": LayerCAM,
-    # LayerCAM over layer2..layer4 (the layers are chosen by the caller).
-    "layercam-fused": LayerCAM,
-}
-
-
 def get_cam_class(method: str) -> type[BaseCAM]:
-    """A method name (a key of ``CAM_METHODS``, case-insensitive) -> its class."""
-    key = method.strip().lower().replace("_", "").replace(" ", "")
-    key = {"gradcamplusplus": "gradcam++", "layercamfused": "layercam-fused"}.get(key, key)
-    if key not in CAM_METHODS:
-        raise InputError(
-            f"method: got {method!r}; allowed: {', '.join(CAM_METHODS)}",
-            field="method",
-            value=method,
-            allowed=tuple(CAM_METHODS),
-        )
-    return CAM_METHODS[key]
+    """A method name (any spelling :mod:`thyrocam.explain.methods` accepts) -> its class."""
+    from thyrocam.explain.methods import get_method  # the table imports the classes above
+
+    return get_method(method).cam_class
