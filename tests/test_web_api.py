@@ -14,10 +14,11 @@ from PIL import Image
 
 from thyrocam.clinical import FIELDS, VOCABULARY
 from thyrocam.data import read_ddti
-from thyrocam.errors import InputError
-from thyrocam.explain import CAM_METHODS
+from thyrocam.errors import ImageError, InputError, ThyrocamError
+from thyrocam.explain import CAM_METHODS, METHODS
 from thyrocam.explain.overlay import colorize_cam
 from thyrocam.web import DEFAULTS, create_app, get_state
+from thyrocam.web.form import TARGET_CHOICES
 from thyrocam.web.i18n import STRINGS, VOCAB_LABELS
 
 # Each checkpoint is loaded once per session (see conftest.load_predictors_once).
@@ -333,21 +334,44 @@ def test_explain_with_roi_places_the_map_on_the_whole_frame(client, frames):
     assert decode_data_url(body["overlay_png_base64"]).size == (560, 360)
 
 
-def test_explain_includes_attributions_when_the_predictor_gives_them(app, frames, monkeypatch):
+DESCRIPTORS = {
+    "composition": "solid",
+    "echogenicity": "hypoechogenicity",
+    "margins": "spiculated",
+    "sex": "F",
+    "age": "61",
+}
+
+
+def test_explain_answers_the_predictors_shapley_values_with_attributions_1(app, frames):
+    fields = {"use_clinical": "1", "attributions": "1", **DESCRIPTORS}
+    body = app.test_client().post("/explain", data=upload(frames[1], **fields)).get_json()
+    assert sorted(body["attributions"]) == sorted(FIELDS)
     predictor = get_state(app).predictor
-    real = predictor.explain
+    exp = predictor.explain(frames[1], DESCRIPTORS, attributions=True)
+    assert body["attributions"] == pytest.approx(exp.attributions, abs=1e-9)
+    assert body["attributions"]["calcifications"] == 0.0  # not recorded: exactly 0
+    # Complete: they add up to the logit minus the logit with every descriptor missing.
+    none = predictor.predict(frames[1], None).logit
+    assert sum(body["attributions"].values()) == pytest.approx(body["logit"] - none, abs=1e-4)
+    # Asked for, but no descriptors used: all six are 0.
+    off = app.test_client().post("/explain", data=upload(frames[1], attributions="1"))
+    assert off.get_json()["attributions"] == dict.fromkeys(FIELDS, 0.0)
 
-    class WithAttributions:
-        def __init__(self, exp):
-            self._exp = exp
-            self.attributions = {"composition": 0.75, "age": -0.25}
 
-        def __getattr__(self, name):
-            return getattr(self._exp, name)
-
-    monkeypatch.setattr(predictor, "explain", lambda *a, **k: WithAttributions(real(*a, **k)))
-    body = app.test_client().post("/explain", data=upload(frames[0])).get_json()
-    assert body["attributions"] == {"composition": 0.75, "age": -0.25}
+@pytest.mark.parametrize(("threshold", "label"), [(1.0, "benign"), (0.0, "malignant")])
+def test_target_auto_explains_the_predicted_class(app, frames, threshold, label):
+    # The threshold decides the label, so both calls are reachable with any model.
+    get_state(app).predictor.threshold = threshold
+    client = app.test_client()
+    auto = client.post("/explain", data=upload(frames[2], target="auto")).get_json()
+    assert auto["label"] == label and auto["target"] == label
+    explicit = client.post("/explain", data=upload(frames[2], target=label)).get_json()
+    assert auto["cam"] == explicit["cam"]
+    assert auto["overlay_png_base64"] == explicit["overlay_png_base64"]
+    # Without `target`, HTTP keeps the seed's default: evidence for malignant.
+    default = client.post("/explain", data=upload(frames[2])).get_json()
+    assert default["target"] == "malignant"
 
 
 def test_concurrent_explains_equal_sequential(app, frames):
@@ -452,6 +476,8 @@ MALFORMED = [
     ("/explain", {"alpha": "nan"}, "alpha"),
     ("/explain", {"method": "gradcam3"}, "method"),
     ("/explain", {"target": "both"}, "target"),
+    ("/explain", {"target": "automatic"}, "target"),
+    ("/explain", {"attributions": "2"}, "attributions"),
     ("/explain", {"roi": "1,2,3"}, "roi"),
     ("/predict", {"roi": "a,b,c,d"}, "roi"),
     ("/predict", {"roi": "300,200,100,50"}, "roi"),
@@ -554,6 +580,50 @@ def test_unexpected_errors_answer_500_json_without_traceback(make_app, frames, m
     assert "secret" not in body["error"] and "Traceback" not in response.get_data(as_text=True)
 
 
+class _TeapotError(InputError):
+    """A class the web layer has never heard of, with its own status."""
+
+    code = "teapot"
+    http_status = 418
+
+
+class _OddImageError(ImageError):
+    """A subclass that says nothing: it answers like its parent."""
+
+    code = "odd_image"
+
+
+def _error_classes() -> list[type[ThyrocamError]]:
+    import thyrocam.errors
+    import thyrocam.web.errors
+
+    found = {
+        obj
+        for module in (thyrocam.errors, thyrocam.web.errors)
+        for obj in vars(module).values()
+        if isinstance(obj, type) and issubclass(obj, ThyrocamError)
+    }
+    return sorted(found | {_TeapotError, _OddImageError}, key=lambda c: c.__name__)
+
+
+@pytest.mark.parametrize("cls", _error_classes(), ids=lambda c: c.__name__)
+def test_each_error_class_answers_its_own_status(make_app, frames, monkeypatch, cls):
+    app = make_app(TESTING=False)
+
+    def fail(*args, **kwargs):
+        raise cls.__new__(cls)  # no __init__: only the class decides the answer
+
+    monkeypatch.setattr(get_state(app).predictor, "predict", fail)
+    response = app.test_client().post("/predict", data=upload(frames[0]))
+    assert response.status_code == cls.http_status
+    assert response.get_json()["code"] == cls.code
+    expected = {"ThyrocamError": 500, "InputError": 400, "ClinicalValueError": 422}
+    expected |= {"ImageError": 415, "ImageTooLargeError": 413, "_OddImageError": 415}
+    expected |= {"UnknownFileError": 404, "ModelUnavailableError": 503, "_TeapotError": 418}
+    if cls.__name__ in expected:
+        assert cls.http_status == expected[cls.__name__]
+
+
 # -- /examples ------------------------------------------------------------------------------
 def test_examples_list_and_images(client, synth_dir):
     listed = client.get("/examples").get_json()
@@ -570,6 +640,20 @@ def test_examples_list_and_images(client, synth_dir):
             assert image.status_code == 200
             assert image.data == view.image_path.read_bytes()
             assert image.mimetype == "image/jpeg"
+
+
+def test_example_images_are_named_by_case_number(client):
+    listed = client.get("/examples").get_json()
+    cases = [ex["case"] for ex in listed]
+    for ex in listed:
+        assert ex["image_url"] == f"/examples/{ex['case']}/image"
+    # A list position that is not an offered case number is not an example.
+    position = next(i for i in range(len(listed) + 1) if i not in cases)
+    response = client.get(f"/examples/{position}/image")
+    assert response.status_code == 404
+    body = response.get_json()
+    assert body["code"] == "unknown_example" and body["field"] == "case"
+    assert body["error"].startswith(f"case: got {position}; allowed: an example case number")
 
 
 def test_no_examples_configured_gives_empty_list(make_app, tmp_path):
@@ -625,6 +709,18 @@ def test_page_has_every_descriptor_and_no_external_assets(client):
         assert "http://" not in text and "https://" not in text, asset
     csp = client.get("/").headers["Content-Security-Policy"]
     assert "default-src 'self'" in csp
+
+
+def test_page_choices_come_from_the_package(client):
+    html = client.get("/?lang=en").get_data(as_text=True)
+    methods = re.search(r'<select id="method">(.*?)</select>', html, re.S).group(1)
+    assert re.findall(r'<option value="([^"]+)">([^<]+)<', methods) == [
+        (m.name, m.label) for m in METHODS.values()
+    ]
+    targets = re.search(r'<select id="target">(.*?)</select>', html, re.S).group(1)
+    assert re.findall(r'<option value="([^"]+)"', targets) == list(TARGET_CHOICES)
+    assert TARGET_CHOICES[0] == "auto"  # the page explains the predicted class by default
+    assert f">{STRINGS['en']['target_auto']}<" in targets
 
 
 def test_translations_are_complete():

@@ -3,6 +3,8 @@
 Every error a user can cause is an :class:`InputError` (a ``ValueError``) whose
 message names the field, the value received and what is allowed, and whose
 ``code`` is a short machine-readable string the CLI and HTTP layers pass on.
+Each class also carries ``http_status``, the status the web app answers it with
+(inherited, so a new subclass answers like its parent unless it says otherwise).
 """
 
 from __future__ import annotations
@@ -26,6 +28,8 @@ class ThyrocamError(Exception):
     """Base class of every error raised on purpose by thyrocam."""
 
     code: str = "error"
+    #: No user can cause a bare ThyrocamError: a server fault.
+    http_status: int = 500
 
 
 class InputError(ThyrocamError, ValueError):
@@ -39,6 +43,7 @@ class InputError(ThyrocamError, ValueError):
     """
 
     code = "invalid_input"
+    http_status = 400
 
     def __init__(
         self,
@@ -58,18 +63,22 @@ class ClinicalValueError(InputError):
     """A clinical descriptor outside its vocabulary or range."""
 
     code = "invalid_descriptor"
+    http_status = 422
 
 
 class ImageError(InputError):
     """Bytes or a file that cannot be decoded as an image."""
 
     code = "invalid_image"
+    #: Unsupported Media Type: the bytes are not an image we can decode.
+    http_status = 415
 
 
 class ImageTooLargeError(ImageError):
     """An image over the pixel or byte limit (decompression bombs included)."""
 
     code = "image_too_large"
+    http_status = 413
 
 
 class DicomError(ImageError):

@@ -3,6 +3,7 @@
 Every error the service answers, routing errors included, is JSON with a
 human-readable ``error`` (naming the field, the value and what is allowed) and
 a machine-readable ``code``; ``field`` is added when one field is at fault.
+The status is the exception class's own ``http_status``.
 """
 
 from __future__ import annotations
@@ -13,21 +14,14 @@ import re
 from flask import Flask, Response, current_app, jsonify, request
 from werkzeug.exceptions import HTTPException, InternalServerError
 
-from thyrocam.errors import (
-    ClinicalValueError,
-    ImageError,
-    ImageTooLargeError,
-    InputError,
-    ThyrocamError,
-)
+from thyrocam.errors import InputError, ThyrocamError
 
 __all__ = [
     "FilenameError",
     "UnknownFileError",
+    "UnknownExampleError",
     "MissingImageError",
     "ModelUnavailableError",
-    "STATUS_BY_ERROR",
-    "status_for",
     "error_response",
     "register_error_handlers",
 ]
@@ -35,6 +29,8 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
+# Each class says its own HTTP status (``http_status``, see thyrocam.errors); a class
+# that says nothing answers like its parent.
 class FilenameError(InputError):
     """A ``filename`` that is not a plain file name (separators, ``..``, NUL, ...)."""
 
@@ -45,6 +41,14 @@ class UnknownFileError(InputError):
     """A well-formed ``filename`` that is not a regular file in the upload folder."""
 
     code = "unknown_filename"
+    http_status = 404
+
+
+class UnknownExampleError(InputError):
+    """An example case number that the page does not offer."""
+
+    code = "unknown_example"
+    http_status = 404
 
 
 class MissingImageError(InputError):
@@ -57,30 +61,13 @@ class ModelUnavailableError(ThyrocamError):
     """A model endpoint was called but no usable checkpoint is loaded."""
 
     code = "no_model"
-
-
-# Most specific first: the first matching class decides the status.
-STATUS_BY_ERROR: tuple[tuple[type[ThyrocamError], int], ...] = (
-    (ImageTooLargeError, 413),
-    (ImageError, 415),
-    (ClinicalValueError, 422),
-    (UnknownFileError, 404),
-    (InputError, 400),
-    (ModelUnavailableError, 503),
-)
-
-
-def status_for(exc: ThyrocamError) -> int:
-    """The HTTP status for a thyrocam error (500 for one that no user can cause)."""
-    for cls, status in STATUS_BY_ERROR:
-        if isinstance(exc, cls):
-            return status
-    return 500
+    http_status = 503
 
 
 def error_response(
     message: str, code: str, status: int, *, field: str | None = None
 ) -> tuple[Response, int]:
+    """The JSON error body ``{"error", "code"[, "field"]}`` and its status."""
     body: dict[str, str] = {"error": message, "code": code}
     if field:
         body["field"] = field
@@ -92,7 +79,7 @@ def _snake(name: str) -> str:
 
 
 def _thyrocam_error(exc: ThyrocamError) -> tuple[Response, int]:
-    status = status_for(exc)
+    status = exc.http_status
     if status == 500:
         log.error("unexpected %s: %s", type(exc).__name__, exc)
     return error_response(str(exc), exc.code, status, field=getattr(exc, "field", None))

@@ -40,9 +40,9 @@ class Example:
     label: str | None
     box: tuple[float, float, float, float] | None
 
-    def to_dict(self, *, index: int, image_url: str) -> dict[str, Any]:
+    def to_dict(self, *, image_url: str) -> dict[str, Any]:
+        """What ``/examples`` lists; ``case`` also names the image: ``/examples/<case>/image``."""
         return {
-            "id": index,
             "case": self.case,
             "view": self.view,
             "image_url": image_url,

@@ -59,6 +59,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "options_heading": "Explanation options",
         "method": "Method",
         "target": "Explain the evidence for",
+        "target_auto": "the predicted class",
         "target_malignant": "malignant",
         "target_benign": "benign",
         "predict": "Predict",
@@ -94,10 +95,24 @@ STRINGS: dict[str, dict[str, str]] = {
         "download": "Download PNG",
         "cam_note": "Warm colours mark the regions that pushed the score most toward the "
         "explained class. The map shows where the network looked, not a diagnosis.",
-        "cam_all_zero": "The map found no positive evidence for this class (shown empty).",
+        "cam_explained": "Evidence for: {target}",
+        "cam_predicted": "the predicted class",
+        "cam_all_zero": "The map is empty: no region of the image raised the score for “{target}”.",
+        "cam_image_push": "The image alone (descriptors as missing) gives a probability of "
+        "malignancy of {p}: it pushed toward {direction}.",
+        "cam_see_attributions": "The descriptors moved the score by {delta} (logit units); "
+        "see their contributions below.",
+        "cam_no_descriptors": "The descriptors were not used: turn them on to see how much "
+        "each one moved the score.",
+        "toward_malignant": "malignant",
+        "toward_benign": "benign",
         "attributions_heading": "Descriptor contributions",
-        "attributions_note": "How much each descriptor moved the score: right (red) toward "
-        "malignant, left (blue) toward benign.",
+        "attributions_note": "How much each descriptor moved the score (exact Shapley values, "
+        "logit units): right (red) toward malignant, left (blue) toward benign. A descriptor "
+        "not recorded contributes 0.",
+        "attributions_axis_benign": "← toward benign",
+        "attributions_axis_malignant": "toward malignant →",
+        "attributions_total": "All descriptors together",
         "warn_roi": "No nodule box was given: the whole frame was used, but this model was "
         "trained on crops around the nodule. Draw a box for a reliable result.",
         "err_no_image": "Choose an image first.",
@@ -141,6 +156,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "options_heading": "Opciones de la explicación",
         "method": "Método",
         "target": "Explicar la evidencia de",
+        "target_auto": "la clase predicha",
         "target_malignant": "malignidad",
         "target_benign": "benignidad",
         "predict": "Predecir",
@@ -176,11 +192,25 @@ STRINGS: dict[str, dict[str, str]] = {
         "download": "Descargar PNG",
         "cam_note": "Los colores cálidos marcan las regiones que más empujaron la puntuación "
         "hacia la clase explicada. El mapa muestra dónde miró la red, no un diagnóstico.",
-        "cam_all_zero": "El mapa no encontró evidencia positiva para esta clase (se muestra "
-        "vacío).",
+        "cam_explained": "Evidencia de: {target}",
+        "cam_predicted": "la clase predicha",
+        "cam_all_zero": "El mapa está vacío: ninguna región de la imagen aumentó la "
+        "puntuación de «{target}».",
+        "cam_image_push": "La imagen sola (con los descriptores como no registrados) da una "
+        "probabilidad de malignidad de {p}: empujó hacia {direction}.",
+        "cam_see_attributions": "Los descriptores movieron la puntuación en {delta} (unidades "
+        "logit); vea su contribución más abajo.",
+        "cam_no_descriptors": "No se usaron los descriptores: actívelos para ver cuánto movió "
+        "la puntuación cada uno.",
+        "toward_malignant": "maligno",
+        "toward_benign": "benigno",
         "attributions_heading": "Contribución de los descriptores",
-        "attributions_note": "Cuánto movió cada descriptor la puntuación: a la derecha (rojo) "
-        "hacia maligno, a la izquierda (azul) hacia benigno.",
+        "attributions_note": "Cuánto movió cada descriptor la puntuación (valores de Shapley "
+        "exactos, unidades logit): a la derecha (rojo) hacia maligno, a la izquierda (azul) "
+        "hacia benigno. Un descriptor no registrado contribuye 0.",
+        "attributions_axis_benign": "← hacia benigno",
+        "attributions_axis_malignant": "hacia maligno →",
+        "attributions_total": "Todos los descriptores juntos",
         "warn_roi": "No se marcó un recuadro: se usó la imagen completa, pero este modelo se "
         "entrenó con recortes alrededor del nódulo. Marque un recuadro para un resultado "
         "fiable.",

@@ -6,6 +6,7 @@ from typing import Any
 
 from thyrocam.clinical import AGE_RANGE, FIELDS, VOCABULARY
 from thyrocam.explain import CAM_METHODS
+from thyrocam.web import form
 
 __all__ = ["build_spec"]
 
@@ -64,12 +65,28 @@ def _image_form(*, explain: bool) -> dict[str, Any]:
         "description": f"years, {AGE_RANGE[0]:g} to {AGE_RANGE[1]:g}; empty = missing",
     }
     if explain:
-        props["alpha"] = {"type": "number", "minimum": 0, "maximum": 1, "default": 0.35}
-        props["method"] = {"type": "string", "enum": list(CAM_METHODS), "default": "gradcam"}
+        props["alpha"] = {
+            "type": "number",
+            "minimum": 0,
+            "maximum": 1,
+            "default": form.DEFAULT_ALPHA,
+        }
+        props["method"] = {
+            "type": "string",
+            "enum": list(CAM_METHODS),
+            "default": form.DEFAULT_METHOD,
+        }
         props["target"] = {
             "type": "string",
-            "enum": ["malignant", "benign"],
-            "default": "malignant",
+            "enum": list(form.TARGET_CHOICES),
+            "default": form.DEFAULT_TARGET,
+            "description": f"the class whose evidence the map shows; `{form.AUTO_TARGET}`: "
+            "the predicted class (the answer's `target` says which)",
+        }
+        props["attributions"] = {
+            "type": "string",
+            "enum": ["0", "1"],
+            "description": "1: also each descriptor's exact Shapley value for the logit",
         }
     return {
         "required": True,
@@ -126,14 +143,19 @@ def _schemas() -> dict[str, Any]:
                         "description": "the decoded frame the map is blended on (data URL)",
                     },
                     "used_class_idx": {"type": "integer"},
-                    "target": {"type": "string", "enum": ["malignant", "benign"]},
+                    "target": {
+                        "type": "string",
+                        "description": "the class explained (`auto` resolved to the predicted one)",
+                    },
                     "method": {"type": "string", "enum": list(CAM_METHODS)},
                     "alpha": number,
                     "cam": {"$ref": "#/components/schemas/CamGrid"},
                     "attributions": {
                         "type": "object",
-                        "additionalProperties": number,
-                        "description": "per descriptor, its push on the logit (when available)",
+                        "properties": {f: number for f in FIELDS},
+                        "description": "with attributions=1: per descriptor, its exact "
+                        "Shapley value for the logit (0 when missing); they sum to the "
+                        "logit minus the logit with every descriptor missing",
                     },
                 },
             },
@@ -193,8 +215,7 @@ def _schemas() -> dict[str, Any]:
         "Example": {
             "type": "object",
             "properties": {
-                "id": {"type": "integer"},
-                "case": {"type": "integer"},
+                "case": {"type": "integer", "description": "the DDTI case number"},
                 "view": {"type": "integer"},
                 "image_url": {"type": "string"},
                 "clinical": clinical,
@@ -281,16 +302,16 @@ def build_spec(*, version: str) -> dict[str, Any]:
                     },
                 }
             },
-            "/examples/{number}/image": {
+            "/examples/{case}/image": {
                 "get": {
                     "summary": "an example's frame",
                     "parameters": [
                         {
-                            "name": "number",
+                            "name": "case",
                             "in": "path",
                             "required": True,
                             "schema": {"type": "integer", "minimum": 0},
-                            "description": "the example's `id`",
+                            "description": "the example's `case` number",
                         }
                     ],
                     "responses": {

@@ -264,8 +264,11 @@
     if (state.roi) form.append("roi", state.roi.map((v) => v.toFixed(1)).join(","));
     if (withExplain) {
       form.append("method", $("method").value);
+      // "auto" (the default choice): the server explains the class it predicts.
       form.append("target", $("target").value);
       form.append("alpha", String(Number($("opacity").value) / 100));
+      // Each descriptor's contribution only means something when descriptors are used.
+      if ($("use-clinical").checked) form.append("attributions", "1");
     }
     return form;
   }
@@ -299,7 +302,9 @@
     const button = withExplain ? $("explain-btn") : $("predict-btn");
     setBusy(true, button);
     try {
-      const body = await post(withExplain ? "explain" : "predict", buildForm(withExplain));
+      const form = buildForm(withExplain);
+      const body = await post(withExplain ? "explain" : "predict", form);
+      body.requestedTarget = withExplain ? form.get("target") : null;
       state.result = body;
       renderResult(body);
       if (withExplain) await renderCam(body);
@@ -379,7 +384,7 @@
     box.append(el("div", { class: "result-layout" }, [summary, tiradsTable(body.tirads, body.clinical)]));
     $("result-empty").classList.add("hidden");
     box.classList.remove("hidden");
-    if (state.cam) renderAttributions(body.attributions);
+    if (state.cam) renderCamText(body);
   }
 
   function tiradsTable(tirads, clinical) {
@@ -547,9 +552,8 @@
     const alpha = Math.round(body.alpha * 100);
     $("opacity").value = String(alpha);
     $("opacity-value").textContent = `${alpha} %`;
-    $("cam-method").textContent = `${$("method").selectedOptions[0].textContent} · ${t(`target_${body.target}`)}`;
-    $("cam-all-zero").classList.toggle("hidden", !body.cam.all_zero);
-    renderAttributions(body.attributions);
+    state.methodName = $("method").selectedOptions[0].textContent;
+    renderCamText(body);
     $("cam-card").classList.remove("hidden");
     canvas.dataset.ready = "1";
   }
@@ -586,29 +590,86 @@
     link.remove();
   });
 
-  function renderAttributions(attributions) {
+  // ---- what the map and the descriptors say, in words -----------------------------------
+  const targetLabel = (target) => t(`target_${target}`);
+  const signed = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(2)}`;
+  const sigmoid = (z) => 1 / (1 + Math.exp(-z));
+
+  function renderCamText(body) {
+    let caption = `${state.methodName} · ${t("cam_explained", { target: targetLabel(body.target) })}`;
+    if (body.requestedTarget === "auto") caption += ` (${t("cam_predicted")})`;
+    $("cam-method").textContent = caption;
+    $("cam-method").dataset.target = body.target;
+    renderAllZero(body);
+    renderAttributions(body.attributions, body.clinical);
+  }
+
+  // An empty map is not "no evidence": say which way the image pushed, and what the
+  // descriptors did, from the logit and the Shapley values (they sum to the descriptors' part).
+  function renderAllZero(body) {
+    const box = $("cam-all-zero");
+    box.replaceChildren();
+    box.classList.toggle("hidden", !body.cam.all_zero);
+    if (!body.cam.all_zero) return;
+    const values = Object.values(body.attributions || {});
+    const delta = values.reduce((a, b) => a + b, 0);
+    const imageLogit = body.logit - delta;
+    const thresholdLogit = Math.log(body.threshold / (1 - body.threshold));
+    const direction = imageLogit >= thresholdLogit ? "malignant" : "benign";
+    box.dataset.imagePush = direction;
+    box.append(el("span", { text: t("cam_all_zero", { target: targetLabel(body.target) }) }), " ");
+    box.append(
+      el("span", {
+        text: t("cam_image_push", { p: pct(sigmoid(imageLogit)), direction: t(`toward_${direction}`) }),
+      }),
+      " ",
+    );
+    const note = body.attributions ? t("cam_see_attributions", { delta: signed(delta) }) : t("cam_no_descriptors");
+    box.append(el("span", { text: note }));
+  }
+
+  // One signed bar per descriptor, scaled to the largest; red right (toward malignant),
+  // blue left (toward benign); the field's value beside its name.
+  function renderAttributions(attributions, clinical) {
     const box = $("attributions");
     box.replaceChildren();
     if (!attributions || !Object.keys(attributions).length) {
       box.classList.add("hidden");
       return;
     }
-    const entries = Object.entries(attributions);
-    const scale = Math.max(...entries.map(([, v]) => Math.abs(v)), 1e-9);
-    box.append(el("h3", { text: t("attributions_heading") }));
-    for (const [field, value] of entries) {
+    const entries = cfg.fields.filter((f) => f in attributions).map((f) => [f, attributions[f]]);
+    const total = entries.reduce((a, [, v]) => a + v, 0);
+    const scale = Math.max(...entries.map(([, v]) => Math.abs(v)), Math.abs(total), 1e-9);
+    const row = (key, name, detail, value) => {
       const bar = el("div", { class: `attr-bar attr-bar--${value >= 0 ? "pos" : "neg"}` });
       const half = (50 * Math.abs(value)) / scale;
       bar.style.left = value >= 0 ? "50%" : `${50 - half}%`;
       bar.style.width = `${half}%`;
-      box.append(
-        el("div", { class: "attr-row" }, [
-          el("span", { text: t(`f_${field}`) }),
-          el("div", { class: "attr-track" }, [bar]),
-          el("span", { class: "attr-value", text: value.toFixed(2) }),
+      return el("div", { class: "attr-row", "data-field": key, "data-value": String(value) }, [
+        el("span", { class: "attr-name" }, [
+          el("span", { text: name }),
+          detail ? el("span", { class: "attr-detail", text: detail }) : null,
         ]),
-      );
+        el("div", { class: "attr-track" }, [bar]),
+        el("span", { class: "attr-value", text: signed(value) }),
+      ]);
+    };
+    box.append(el("h3", { text: t("attributions_heading") }));
+    box.append(
+      el("div", { class: "attr-axis" }, [
+        el("span", { text: t("attributions_axis_benign") }),
+        el("span", { text: t("attributions_axis_malignant") }),
+      ]),
+    );
+    for (const [field, value] of entries) {
+      const raw = clinical ? clinical[field] : null;
+      let detail = t("not_recorded").replace(/[—\s]+/g, " ").trim();
+      if (raw !== null && raw !== undefined) detail = field === "age" ? String(raw) : vocabLabel(field, raw);
+      box.append(row(field, t(`f_${field}`), detail, value));
     }
+    const sum = row("total", t("attributions_total"), "", total);
+    sum.classList.add("attr-row--total");
+    box.append(sum);
     box.append(el("p", { class: "hint", text: t("attributions_note") }));
     box.classList.remove("hidden");
   }
