@@ -9,7 +9,7 @@ DEMO_DATA := $(DEMO_DIR)/synthetic
 HOST ?= 127.0.0.1
 PORT ?= 5000
 
-.PHONY: demo test lint bench report clean venv
+.PHONY: demo test lint bench report clean venv system-deps
 
 venv: $(STAMP)
 
@@ -22,7 +22,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
-test: $(STAMP)
+# Debian packages the tests drive (chromium, orthanc + DICOMweb, dicom3tools): installed
+# when run as root, named otherwise.
+system-deps:
+	@bash tools/system-deps.sh
+
+test: $(STAMP) system-deps
 	$(BIN)/python -m pytest -q
 
 lint: $(STAMP)
