@@ -21,7 +21,7 @@ class TrainConfig:
     epochs: int = 10  # passes over the training split; a preset fixes it so runs reproduce
     image_size: int = 224  # side of the network input
     batch_size: int = 32  # global batch (split across DDP ranks); fits 2 CPU cores and BatchNorm
-    arch: Literal["resnet18", "resnet50"] = "resnet18"
+    arch: Literal["resnet18", "resnet50", "resnet10n"] = "resnet18"
     lr: float = 2e-3  # peak of the warm-up + cosine schedule (AdamW)
     weight_decay: float = 1e-4
     seed: int = 0  # seeds split, init, augmentation and order
@@ -37,6 +37,18 @@ class TrainConfig:
     max_minutes: float | None = None
     field_dropout: float = 0.15  # descriptors hidden at random while training
     progress: bool = True  # tqdm bars
+    # Heads beyond malignancy (thyrocam.model.HEADS); None: every head the data supports
+    # (an outline on some frame -> "outline", a recorded descriptor -> "descriptors").
+    heads: tuple[str, ...] | None = None
+    # "basic": flip + gain (the seed's); "ultrasound": affine/scale jitter, depth gain,
+    # speckle, gamma (thyrocam.data.augment) - what a small real data set needs.
+    augmentation: Literal["basic", "ultrasound"] = "basic"
+    outline_size: int = 128  # whole-frame letterbox the outline head also learns (auto box)
+    outline_weight: float = 1.0  # weight of the outline loss (BCE + Dice)
+    descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
+    pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
+    pretrain_epochs: int = 8  # epochs of that synthetic pretraining
+    init_from: str | None = None  # a run folder whose weights start this run (same arch)
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(mode=self.preprocess, size=self.image_size, margin=self.roi_margin)
@@ -57,7 +69,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=1.5e-3,
         max_minutes=4.5,
     ),
-    "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox"),
+    "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox", outline_size=64),
 }
 
 

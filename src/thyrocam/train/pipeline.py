@@ -18,9 +18,9 @@ import torch
 from torch.utils.data import DataLoader, DistributedSampler
 
 from thyrocam.checkpoint import check_run_target, save_run
-from thyrocam.clinical import clinical_dim, fit_cat_maps
+from thyrocam.clinical import fit_cat_maps
 from thyrocam.data import Sample, ThyroidDataset, label_counts, prepare_samples, split_by_case
-from thyrocam.model import ThyroidNet, load_backbone_weights, resolve_device
+from thyrocam.model import resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.distributed import (
     DistContext,
@@ -30,6 +30,13 @@ from thyrocam.train.distributed import (
     wrap_ddp,
 )
 from thyrocam.train.fit import FitResult, MalignancyLoss, StepLoss, WarmupCosine, fit
+from thyrocam.train.recipe import (
+    build_model,
+    outline_input,
+    run_heads,
+    step_loss_for,
+    train_dataset,
+)
 from thyrocam.train.scoring import score_fitted
 
 __all__ = ["train", "prepare_data", "make_step_loss", "PreparedData"]
@@ -113,14 +120,10 @@ def _train(
     seed_everything(config.seed)
     main = dist is None or dist.is_main
     prepared = prepare_data(data, config=config, quiet=not main)
-    model = ThyroidNet(
-        arch=config.arch,
-        clinical_dim=clinical_dim(prepared.cat_maps),
-        modalities=config.modalities,
-    )
-    backbone = load_backbone_weights(model, weights=config.weights)
+    heads = run_heads(config, prepared.train)
+    model, backbone = build_model(config, cat_maps=prepared.cat_maps, heads=heads)
     model.to(device)
-    train_dl, val_dl, test_dl = _loaders(prepared, config=config, dist=dist)
+    train_dl, val_dl, test_dl = _loaders(prepared, config=config, dist=dist, heads=heads)
     optimizer = torch.optim.AdamW(
         model.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -129,7 +132,7 @@ def _train(
         wrap_ddp(model, device) if dist is not None else model,
         train_dl,
         val_dl,
-        step_loss=make_step_loss(config, prepared.train),
+        step_loss=step_loss_for(config, model, prepared.train),
         optimizer=optimizer,
         schedule=schedule,
         epochs=config.epochs,
@@ -155,6 +158,8 @@ def _train(
             "label_definition": prepared.label_definition,
             "train_config": asdict(replace(config, device=str(device))),
             "data": prepared.data,
+            # The whole-frame pass the automatic box is computed on (outline head only).
+            **({"outline_input": outline_input(config).to_dict()} if "outline" in heads else {}),
         },
         metrics=metrics,
         split=prepared.split_record(),
@@ -200,7 +205,11 @@ def make_step_loss(config: TrainConfig, train_samples: list[Sample]) -> StepLoss
 
 
 def _loaders(
-    prepared: PreparedData, *, config: TrainConfig, dist: DistContext | None
+    prepared: PreparedData,
+    *,
+    config: TrainConfig,
+    dist: DistContext | None,
+    heads: tuple[str, ...] = ("malignancy",),
 ) -> tuple[DataLoader, DataLoader, DataLoader]:
     """Train (augmented, shuffled; a DistributedSampler shard under DDP), val and test loaders.
 
@@ -208,13 +217,14 @@ def _loaders(
     """
     preprocessing = config.preprocessing()
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
-    train_ds = ThyroidDataset(
+    train_ds = train_dataset(
+        config,
         prepared.train,
-        preprocessing=preprocessing,
         cat_maps=prepared.cat_maps,
-        augment=True,
-        field_dropout=config.field_dropout,
+        heads=heads,
         seed=config.seed + rank,  # each rank its own augmentation stream
+        # Under DDP one forward per step: the extra whole-frame outline pass is skipped.
+        whole_frames=dist is None,
     )
     # The global batch stays config.batch_size, so the schedule and BatchNorm see
     # about what one process would.

@@ -1,0 +1,128 @@
+"""Multi-task step loss: malignancy + nodule outline + image descriptors, one forward pass.
+
+The outline and descriptor targets are the supervision a small real data set
+has beyond its one label per case (DDTI: an outline on nearly every frame, four
+descriptors on most cases). Each term is masked where its target is absent, so
+a frame without an outline or a case without a recorded margin adds nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import torch
+import torch.nn.functional as F
+
+from thyrocam.data.batches import Batch
+from thyrocam.model import DESCRIPTOR_FIELDS
+
+__all__ = ["outline_loss", "descriptor_loss", "MultiTaskLoss"]
+
+
+def outline_loss(logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
+    """Soft-Dice + BCE over mask logits, averaged over the frames that have an outline.
+
+    Args:
+        logits: ``(B, 1, H, W)`` mask logits.
+        target: ``(B, 1, H, W)`` in ``[0, 1]``.
+        has: ``(B,)`` 1 where the frame has an outline, 0 where it has none (its
+            term is then exactly zero, whatever its logits).
+
+    Returns:
+        A scalar; 0 (still differentiable) when no frame has an outline. Dice
+        counters the nodule being a small part of a whole frame; BCE keeps the
+        gradient useful while Dice is flat (at the start of training).
+    """
+    has = has.to(logits.dtype)
+    target = target.to(logits.dtype)
+    bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
+    p = torch.sigmoid(logits).flatten(1)
+    t = target.flatten(1)
+    dice = 1.0 - (2.0 * (p * t).sum(1) + 1.0) / (p.sum(1) + t.sum(1) + 1.0)
+    return ((bce + dice) * has).sum() / has.sum().clamp(min=1.0)
+
+
+def descriptor_loss(
+    logits: Mapping[str, torch.Tensor], targets: torch.Tensor
+) -> tuple[torch.Tensor, dict[str, float]]:
+    """Mean cross-entropy over the four descriptor fields, each masked where not recorded.
+
+    Args:
+        logits: ``{field: (B, k)}`` for :data:`~thyrocam.model.DESCRIPTOR_FIELDS`.
+        targets: ``(B, 4)`` int64 class indices, -1 where the field is not recorded.
+
+    Returns:
+        ``(loss, {"field": ce})``: the mean over fields with at least one recorded
+        value in the batch (zero, still differentiable, if none has).
+    """
+    terms, logs = [], {}
+    for j, field in enumerate(DESCRIPTOR_FIELDS):
+        t = targets[:, j]
+        if bool((t >= 0).any()):
+            ce = F.cross_entropy(logits[field], t, ignore_index=-1)
+            terms.append(ce)
+            logs[field] = float(ce.detach())
+    if not terms:
+        any_logits = next(iter(logits.values()))
+        return any_logits.sum() * 0.0, logs
+    return torch.stack(terms).mean(), logs
+
+
+class MultiTaskLoss:
+    """``bce + outline_weight * outline + descriptor_weight * descriptors`` from one forward.
+
+    Reads dict batches (``ThyroidDataset(targets=True)``): ``image``,
+    ``clinical``, ``label``, ``mask``, ``has_mask``, ``descriptors``, and
+    optionally ``frame``/``frame_mask`` (the whole frame, so the outline head
+    also learns the input the automatic box is computed on). Heads the model
+    lacks are skipped.
+
+    Args:
+        pos_weight: weight of the malignant class in the BCE (class balance).
+        outline_weight: weight of the outline term.
+        descriptor_weight: weight of the descriptor term.
+    """
+
+    def __init__(
+        self,
+        *,
+        pos_weight: float = 1.0,
+        outline_weight: float = 1.0,
+        descriptor_weight: float = 1.0,
+    ) -> None:
+        self.pos_weight = float(pos_weight)
+        self.outline_weight = float(outline_weight)
+        self.descriptor_weight = float(descriptor_weight)
+
+    def __call__(
+        self, model: torch.nn.Module, batch: Batch
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        net = getattr(model, "module", model)  # DDP wraps the ThyroidNet
+        heads = net.heads
+        out = _forward_heads(model, batch["image"], batch["clinical"])
+        logits = out["malignancy"][:, 0]
+        weight = torch.tensor([self.pos_weight], device=logits.device, dtype=logits.dtype)
+        loss = F.binary_cross_entropy_with_logits(
+            logits, batch["label"].to(logits.dtype), pos_weight=weight
+        )
+        logs = {"bce": float(loss.detach())}
+        if "outline" in heads:
+            o = outline_loss(out["outline"], batch["mask"], batch["has_mask"])
+            if "frame" in batch:
+                frame_logits = _forward_heads(model, batch["frame"], None)["outline"]
+                o = 0.5 * (o + outline_loss(frame_logits, batch["frame_mask"], batch["has_mask"]))
+            loss = loss + self.outline_weight * o
+            logs["outline"] = float(o.detach())
+        if "descriptors" in heads:
+            d, _ = descriptor_loss(out, batch["descriptors"])
+            loss = loss + self.descriptor_weight * d
+            logs["descriptors"] = float(d.detach())
+        return loss, logs
+
+
+def _forward_heads(
+    model: torch.nn.Module, img: torch.Tensor, clin: torch.Tensor | None
+) -> dict[str, torch.Tensor]:
+    # Through forward(), not forward_heads(): a DDP wrapper syncs gradients only
+    # for what passes through its forward.
+    return model(img, clin, all_heads=True)

@@ -1,0 +1,216 @@
+"""The small-real-data recipe: which heads, how the model starts, what each step minimises.
+
+- Heads: every head the data supports (outlines -> ``"outline"``, recorded
+  descriptors -> ``"descriptors"``), unless the config names them.
+- Start: a user's backbone (``weights``), a previous run (``init_from``), or a
+  pretraining pass on synthetic cases whose true descriptors and outlines are
+  known (``pretrain_synthetic``) -- the strongest lever found on DDTI.
+- Step loss: class-weighted BCE, plus the masked outline and descriptor losses
+  (:class:`~thyrocam.train.losses.MultiTaskLoss`) when the model has those heads.
+"""
+
+from __future__ import annotations
+
+import csv
+import logging
+import tempfile
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader
+
+from thyrocam.checkpoint import load_run
+from thyrocam.clinical import clinical_dim, normalize_value
+from thyrocam.data import ThyroidDataset, prepare_samples
+from thyrocam.data.samples import Sample
+from thyrocam.errors import InputError
+from thyrocam.imaging import Preprocessing
+from thyrocam.model import (
+    DESCRIPTOR_FIELDS,
+    ThyroidNet,
+    descriptor_classes_from,
+    load_backbone_weights,
+)
+from thyrocam.train.config import TrainConfig
+from thyrocam.train.fit import MalignancyLoss, StepLoss, WarmupCosine, train_one_epoch
+from thyrocam.train.losses import MultiTaskLoss
+
+__all__ = [
+    "supported_heads",
+    "run_heads",
+    "outline_input",
+    "build_model",
+    "step_loss_for",
+    "pretrain_synthetic",
+    "train_dataset",
+]
+
+log = logging.getLogger(__name__)
+
+
+def supported_heads(samples: list[Sample]) -> tuple[str, ...]:
+    """The heads ``samples`` can supervise: always malignancy; outline; descriptors."""
+    heads = ["malignancy"]
+    if any(s.mask_path is not None or any(len(p) >= 3 for p in s.polygons) for s in samples):
+        heads.append("outline")
+    if any(s.clinical.get(f) is not None for s in samples for f in DESCRIPTOR_FIELDS):
+        heads.append("descriptors")
+    return tuple(heads)
+
+
+def run_heads(config: TrainConfig, samples: list[Sample]) -> tuple[str, ...]:
+    """The config's heads (malignancy added), or every head the data supports."""
+    if config.heads is None:
+        return supported_heads(samples)
+    return tuple(dict.fromkeys(("malignancy", *config.heads)))
+
+
+def outline_input(config: TrainConfig) -> Preprocessing:
+    """The whole-frame pass the outline head learns and the automatic box uses."""
+    return Preprocessing(mode="letterbox", size=config.outline_size)
+
+
+def build_model(
+    config: TrainConfig, *, cat_maps: dict, heads: tuple[str, ...]
+) -> tuple[ThyroidNet, str]:
+    """A fresh ``ThyroidNet`` with ``heads``, then its starting weights.
+
+    Returns:
+        ``(model, init)``: ``init`` says where the weights came from (for ``meta.json``).
+    """
+    model = ThyroidNet(
+        arch=config.arch,
+        clinical_dim=clinical_dim(cat_maps),
+        modalities=config.modalities,
+        heads=heads,
+        descriptor_classes=descriptor_classes_from(cat_maps),
+    )
+    init = load_backbone_weights(model, weights=config.weights)
+    if config.init_from:
+        init = _load_matching(model, config.init_from)
+    if config.pretrain_synthetic > 0:
+        pretrain_synthetic(model, config=config, cat_maps=cat_maps)
+        init = f"{init}+synthetic:{config.pretrain_synthetic}"
+    return model, init
+
+
+def _load_matching(model: ThyroidNet, run: str) -> str:
+    """Copy every tensor of ``run`` whose name and shape match (heads may differ)."""
+    source = load_run(run).model.state_dict()
+    own = model.state_dict()
+    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    if not any(k.startswith("cnn.") for k in matched):
+        raise InputError(
+            f"init_from: run {run} has no backbone that fits {model.arch}; "
+            f"allowed: a run of the same architecture",
+            field="init_from",
+            value=str(run),
+            allowed=model.arch,
+        )
+    model.load_state_dict(matched, strict=False)
+    return f"run:{Path(run).name} ({len(matched)}/{len(own)} tensors)"
+
+
+def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample]) -> StepLoss:
+    """Class-weighted BCE, plus outline and descriptor terms when ``model`` has those heads."""
+    n_pos = sum(s.label for s in samples)
+    n_neg = len(samples) - n_pos
+    pos_weight = n_neg / n_pos if n_pos and n_neg else 1.0
+    if len(model.heads) == 1:
+        return MalignancyLoss(pos_weight=pos_weight)
+    return MultiTaskLoss(
+        pos_weight=pos_weight,
+        outline_weight=config.outline_weight,
+        descriptor_weight=config.descriptor_weight,
+    )
+
+
+def train_dataset(
+    config: TrainConfig,
+    samples: list[Sample],
+    *,
+    cat_maps: dict,
+    heads: tuple[str, ...],
+    seed: int,
+    whole_frames: bool = True,
+) -> ThyroidDataset:
+    """The augmented training Dataset; dicts with targets when there are extra heads."""
+    return ThyroidDataset(
+        samples,
+        preprocessing=config.preprocessing(),
+        cat_maps=cat_maps,
+        augment=True,
+        augmentation=config.augmentation,
+        field_dropout=config.field_dropout,
+        seed=seed,
+        targets=len(heads) > 1,
+        outline_input=outline_input(config) if "outline" in heads and whole_frames else None,
+    )
+
+
+def pretrain_synthetic(model: ThyroidNet, *, config: TrainConfig, cat_maps: dict) -> None:
+    """Fit ``model`` on ``config.pretrain_synthetic`` synthetic cases, in place.
+
+    The synthetic set's ``labels.csv`` holds the true descriptors (its XML holds
+    a noisy reading, like a radiologist's); the descriptor heads learn the true
+    ones. Every head the model has is trained, with the run's recipe.
+    """
+    from thyrocam.data import make_synthetic_ddti
+
+    with tempfile.TemporaryDirectory(prefix="thyrocam-pretrain-") as tmp:
+        folder = make_synthetic_ddti(tmp, cases=config.pretrain_synthetic, seed=config.seed + 1)
+        samples, _, _ = prepare_samples(folder, label_source="labels")
+        samples = _with_true_descriptors(samples, folder / "labels.csv")
+        ds = train_dataset(
+            config, samples, cat_maps=cat_maps, heads=model.heads, seed=config.seed + 1
+        )
+        ds.preload()
+        loader = DataLoader(
+            ds,
+            batch_size=config.batch_size,
+            shuffle=True,
+            drop_last=len(ds) > config.batch_size,
+            generator=torch.Generator().manual_seed(config.seed + 1),
+        )
+        optimizer = torch.optim.AdamW(
+            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+        )
+        schedule = WarmupCosine(total_steps=config.pretrain_epochs * len(loader))
+        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+        device = next(model.parameters()).device
+        loss = step_loss_for(config, model, samples)
+        for epoch in range(1, config.pretrain_epochs + 1):
+            stats = train_one_epoch(
+                model,
+                loader,
+                optimizer=optimizer,
+                scheduler=scheduler,
+                device=device,
+                step_loss=loss,
+                progress=config.progress,
+                desc=f"synthetic pretraining {epoch}/{config.pretrain_epochs}",
+            )
+            log.info(
+                "synthetic pretraining %d/%d  loss %.4f",
+                epoch,
+                config.pretrain_epochs,
+                stats["loss"],
+            )
+
+
+def _with_true_descriptors(samples: list[Sample], labels_csv: Path) -> list[Sample]:
+    with labels_csv.open(newline="", encoding="utf-8") as fh:
+        truth = {row["number"]: row for row in csv.DictReader(fh)}
+    out = []
+    for s in samples:
+        row = truth.get(s.case_id)
+        if row is None:
+            out.append(s)
+            continue
+        clinical = dict(s.clinical)
+        clinical.update(
+            {f: normalize_value(f, row[f]) if row.get(f) else None for f in DESCRIPTOR_FIELDS}
+        )
+        out.append(replace(s, clinical=clinical))
+    return out
