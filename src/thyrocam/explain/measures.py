@@ -34,6 +34,9 @@ from thyrocam.errors import InputError
 __all__ = [
     "POINTING_TOLERANCE",
     "RANDOMIZATION_THRESHOLD",
+    "DELETION_STEPS",
+    "BLUR_SIGMA_DIVISOR",
+    "RANDOMIZED_MODULES",
     "DeletionInsertion",
     "pointing_game",
     "cam_peak",
@@ -52,6 +55,15 @@ POINTING_TOLERANCE = 15.0
 # A map that still correlates above this with the randomised model's map did not
 # depend on the learned weights enough to pass the check.
 RANDOMIZATION_THRESHOLD = 0.5
+# Deletion/insertion: equal steps from no pixel to all of them (Petsiuk et al. use
+# finer steps; 16 keeps one image's curves to one batch of 34 inputs).
+DELETION_STEPS = 16
+# The deletion baseline's Gaussian sigma is the input side over this (7 px at 224):
+# wide enough to erase margins and calcifications, narrow enough to keep the layout.
+BLUR_SIGMA_DIVISOR = 32
+# The cascade step re-initialised by the randomisation check: layer4 (the usual CAM
+# layer) and everything above it.
+RANDOMIZED_MODULES = ("head", "img_proj", "clin_net", "cnn.layer4")
 
 
 def _check_pair(cam: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -141,7 +153,7 @@ def deletion_insertion(
     *,
     clinical: torch.Tensor | None = None,
     target: str = "malignant",
-    steps: int = 16,
+    steps: int = DELETION_STEPS,
     blur_sigma: float | None = None,
     seed: int = 0,
 ) -> DeletionInsertion:
@@ -161,7 +173,7 @@ def deletion_insertion(
         clinical: ``(1, D)`` descriptors kept fixed while pixels change.
         target: ``"malignant"`` (P = sigmoid(logit)) or ``"benign"`` (1 - P).
         steps: number of equal steps from 0 to all pixels.
-        blur_sigma: Gaussian sigma in input pixels; default ``S / 32`` (7 px at 224).
+        blur_sigma: Gaussian sigma in input pixels; default side / ``BLUR_SIGMA_DIVISOR``.
         seed: order among pixels of equal map value.
     """
     if target not in ("malignant", "benign"):
@@ -189,7 +201,7 @@ def deletion_insertion(
             value=cam.shape,
             allowed=tuple(size),
         )
-    sigma = float(blur_sigma) if blur_sigma is not None else max(size) / 32.0
+    sigma = float(blur_sigma) if blur_sigma is not None else max(size) / BLUR_SIGMA_DIVISOR
     kernel = 2 * int(np.ceil(3.0 * sigma)) + 1
     kernel = min(kernel, 2 * ((min(size) - 1) // 2) + 1)
     blurred = gaussian_blur(x, [kernel, kernel], [sigma, sigma])
@@ -227,7 +239,7 @@ def randomized_copy(
     model: nn.Module,
     *,
     seed: int = 0,
-    modules: tuple[str, ...] = ("head", "img_proj", "clin_net", "cnn.layer4"),
+    modules: tuple[str, ...] = RANDOMIZED_MODULES,
 ) -> nn.Module:
     """A copy of ``model`` with the named sub-modules re-initialised (cascading randomisation).
 
