@@ -136,69 +136,99 @@ def test_report_html_is_self_contained(report_dir: Path) -> None:
 
 
 def test_tirads_labels_carry_the_caveat() -> None:
-    from thyrocam.report.build import ReportData
     from thyrocam.report.html import render_html
 
-    data = _fake_report("tirads: DDTI labels are derived from the radiologist's TI-RADS grade")
-    html = render_html(ReportData(**data), methods=())
+    report = _fake_report("tirads: DDTI labels are derived from the radiologist's TI-RADS grade")
+    html = render_html(report)
     assert "Label caveat" in html and "burnt-in text" in html
-    data = _fake_report("explicit labels (labels.csv or manifest)")
-    assert "Label caveat" not in render_html(ReportData(**data), methods=())
+    report = _fake_report("explicit labels (labels.csv or manifest)")
+    assert "Label caveat" not in render_html(report)
 
 
-def _fake_report(label_definition: str) -> dict:
-    confusion = {"tp": 1, "fp": 0, "tn": 1, "fn": 0}
-    model = {
-        "n": 2,
-        "n_malignant": 1,
-        "n_benign": 1,
-        "auc": 1.0,
-        "threshold": 0.5,
-        "sensitivity": 1.0,
-        "specificity": 1.0,
-        "accuracy": 1.0,
-        "confusion": confusion,
-        "auc_ci": None,
-        "diff_ci": None,
-        "modalities": "both",
-        "run": "r",
-    }
-    metrics = {
-        "run": "r",
-        "data": "d",
-        "subset": "all",
-        "images": 2,
-        "cases": 2,
-        "label_definition": label_definition,
-        "arch": "resnet18",
-        "preprocessing": {"mode": "roi", "size": 64},
-        "threshold": 0.5,
-        "evaluation": model,
-        "ablation": {"combined": model},
-        "by_tirads_grade": [],
-        "attributions": {
-            "fields": ["age"],
-            "mean_abs": [0.1],
-            "mean_malignant": [0.1],
-            "mean_benign": None,
-            "present": [1.0],
-            "mean_abs_effect": 0.1,
-            "max_completeness_error": 0.0,
-        },
-        "explanations": {
-            "images": 0,
-            "summary": {},
-            "pointing_tolerance_px": 15,
-            "deletion_baseline": "blur",
-            "steps": 16,
-            "randomized": "head",
-        },
-    }
-    curves = {
-        "combined": {"fpr": [0, 0, 1], "tpr": [0, 1, 1]},
-        "calibration": {"mean_predicted": [0.2, 0.8], "observed": [0.0, 1.0], "count": [1, 1]},
-    }
-    return {"metrics": metrics, "labels": np.array([0, 1]), "scores": {}, "curves": curves}
+def _fake_report(label_definition: str, *, run: str = "r"):
+    """A typed report of two images, no outline and no gallery (nothing needs a model)."""
+    from thyrocam.evaluate import Scored
+    from thyrocam.metrics import binary_metrics
+    from thyrocam.report import AttributionSummary, Measures, Report, Scoring
+    from thyrocam.report.scoring import Calibration, ModelScore
+
+    samples = [
+        Sample("1", Path("1_1.jpg"), (), {}, 0, "3"),
+        Sample("2", Path("2_1.jpg"), (), {}, 1, None),
+    ]
+    probs, labels = np.array([0.2, 0.8]), np.array([0, 1])
+    scored = Scored(
+        run=Path(run),
+        data=Path("d"),
+        threshold=0.5,
+        samples=samples,
+        subset="all",
+        probs=probs,
+        labels=labels,
+        label_definition=label_definition,
+        problems=[],
+    )
+    model = ModelScore(
+        name="combined",
+        run=run,
+        modalities="both",
+        probabilities=probs,
+        metrics=binary_metrics(probs, labels, threshold=0.5),
+        auc_ci=None,
+        diff_ci=None,
+        fpr=[0, 0, 1],
+        tpr=[0, 1, 1],
+    )
+    scoring = Scoring(
+        scored=scored,
+        models={"combined": model},
+        by_grade=results_by_grade(samples, probs, labels, threshold=0.5),
+        calibration=Calibration(mean_predicted=[0.2, 0.8], observed=[0.0, 1.0], count=[1, 1]),
+    )
+    attributions = AttributionSummary(
+        fields=["age"],
+        mean_abs=[0.1],
+        mean_malignant=[0.1],
+        mean_benign=None,
+        present=[1.0],
+        mean_abs_effect=0.1,
+        max_completeness_error=0.0,
+    )
+    measures = Measures(methods=BASELINES, images=0, rows=[], summary={}, curves={})
+    return Report(
+        scoring=scoring,
+        attributions=attributions,
+        measures=measures,
+        meta={"arch": "resnet18", "preprocessing": {"mode": "roi", "size": 64}},
+    )
+
+
+def test_html_comes_from_the_escaping_template() -> None:
+    """Every section of templates/report.html is on the page; user text is escaped."""
+    from importlib.resources import files
+
+    from thyrocam.report.html import TEMPLATE, render_html
+
+    template = (files("thyrocam.report") / "templates" / TEMPLATE).read_text(encoding="utf-8")
+    sections = re.findall(r'<h2 id="(\w+)">([^<]+)</h2>', template)
+    assert [s for s, _ in sections] == [
+        "performance",
+        "ablation",
+        "grades",
+        "descriptors",
+        "explanations",
+        "gallery",
+    ]
+    hostile = "<script>alert('x')</script>"
+    report = _fake_report(f"tirads: {hostile}", run=f"/runs/{hostile}")
+    html = render_html(report)
+    for ident, heading in sections:
+        assert f'<h2 id="{ident}">{heading}</h2>' in html
+    assert "<script" not in html
+    escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
+    assert html.count(escaped) == 3  # title, run, caveat
+    assert "No held-out image has a nodule outline" in html
+    assert "No wrong call among the held-out images." in html
 
 
 @pytest.mark.parametrize(
@@ -325,6 +355,39 @@ def test_cli_evaluate_writes_the_report(
     assert printed["report"] == str(out / "report.html")
     summary = _strict_json(out / "metrics.json")["explanations"]["summary"]
     assert list(summary) == ["gradcam", *BASELINES]
+
+
+def test_cli_evaluate_report_scores_each_image_once(
+    tiny_roi_run: Path, synth_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys
+) -> None:
+    """One pass of the model over the held-out images; metrics.json and the report agree."""
+    import thyrocam.evaluate
+    from thyrocam.cli import main
+
+    real = thyrocam.evaluate.predict_probs
+    scored_images: list[int] = []
+
+    def counting(model, loader, *, device):
+        scored_images.append(len(loader.dataset))
+        return real(model, loader, device=device)
+
+    monkeypatch.setattr(thyrocam.evaluate, "predict_probs", counting)
+    out = tmp_path / "rep"
+    argv = ["evaluate", str(tiny_roi_run), str(synth_dir), "--device", "cpu"]
+    report_options = ["--report", str(out), "--methods", "gradcam", "--report-cases", "1"]
+    assert main([*argv, *report_options]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    report = _strict_json(out / "metrics.json")
+    assert report["images"] > 0
+    assert scored_images == [report["images"]]
+    run_metrics = _strict_json(tiny_roi_run / "metrics.json")["evaluation"]
+    for key in ("n", "auc", "sensitivity", "specificity", "accuracy", "confusion", "threshold"):
+        assert run_metrics[key] == report["evaluation"][key] == printed[key], key
+    for key in ("data", "subset", "label_definition", "data_problems"):
+        assert run_metrics[key] == printed[key], key
+    scored_images.clear()
+    assert main(argv) == 0  # without --report: the same single pass
+    assert scored_images == [report["images"]]
 
 
 @pytest.mark.parametrize(

@@ -50,9 +50,14 @@ def _cmd_train(args: argparse.Namespace) -> int:
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> int:
-    from thyrocam.evaluate import evaluate
-    from thyrocam.explain import get_cam_class
-    from thyrocam.report import REPORT_METHODS, parse_ablation, write_report
+    from thyrocam.evaluate import record_evaluation, score_run
+    from thyrocam.report import (
+        REPORT_METHODS,
+        ReportOptions,
+        build_report,
+        parse_ablation,
+        save_report,
+    )
 
     if not args.report and (args.ablation or args.methods):
         raise InputError(
@@ -60,26 +65,38 @@ def _cmd_evaluate(args: argparse.Namespace) -> int:
             field="report",
             value=None,
         )
-    # Option mistakes fail before the minutes of scoring.
+    # Option mistakes (ReportOptions checks the methods) fail before the minutes of scoring.
     ablation = parse_ablation(args.ablation)
     methods = [m.strip() for m in args.methods.split(",")] if args.methods else REPORT_METHODS
-    for method in methods:
-        get_cam_class(method)
-    result = evaluate(args.run, args.data, device=args.device, label_source=args.label_source)
+    options = None
     if args.report:
-        path = write_report(
-            args.run,
-            args.data,
-            out=args.report,
+        options = ReportOptions(
             device=args.device,
             ablation=ablation,
             methods=methods,
             max_cases=args.report_cases,
             label_source=args.label_source,
         )
-        result["report"] = str(path)
+    # One scoring: the report reuses these probabilities and metrics.json gets the same numbers.
+    scored = score_run(args.run, args.data, device=args.device, label_source=args.label_source)
+    report = build_report(args.run, args.data, options=options, scored=scored) if options else None
+    result = record_evaluation(scored)
+    if report is not None:
+        result["report"] = str(save_report(report, out=args.report))
     print(json.dumps(result, indent=2))
     return 0
+
+
+def _heads(text: str) -> tuple[str, ...]:
+    from thyrocam.model import HEADS
+
+    heads = tuple(h.strip() for h in text.split(",") if h.strip())
+    bad = [h for h in heads if h not in HEADS]
+    if bad:
+        raise argparse.ArgumentTypeError(
+            f"got {bad[0]!r}; allowed: a comma-separated list of {', '.join(HEADS)}"
+        )
+    return heads
 
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
@@ -91,12 +108,32 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--modalities", choices=MODALITIES, help="inputs the model may use (ablation); default both"
     )
-    g.add_argument("--weights", help="'imagenet' (only if on disk), a state-dict path, or 'none'")
+    g.add_argument(
+        "--weights",
+        help="backbone weights: 'imagenet' (only if on disk), a local state dict "
+        "(.pth/.pt, read with weights_only=True) or .safetensors of the torchvision ResNet, "
+        "or 'none'",
+    )
+    g.add_argument(
+        "--heads",
+        type=_heads,
+        help="comma-separated heads besides malignancy: outline, descriptors "
+        "(default: every head the data supports; 'malignancy' for none)",
+    )
+    g.add_argument("--init-from", dest="init_from", help="start from this run's weights")
+    g.add_argument(
+        "--pretrain-synthetic",
+        dest="pretrain_synthetic",
+        type=int,
+        metavar="N",
+        help="first fit on N synthetic cases (true descriptors and outlines)",
+    )
     g = p.add_argument_group("input")
     g.add_argument("--image-size", dest="image_size", type=int)
     g.add_argument("--preprocess", choices=PREPROCESS_MODES)
     g.add_argument("--roi-margin", dest="roi_margin", type=float)
     g.add_argument("--label-source", dest="label_source", choices=LABEL_SOURCES)
+    g.add_argument("--augmentation", choices=("basic", "ultrasound"))
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", dest="batch_size", type=int)

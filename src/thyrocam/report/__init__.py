@@ -6,6 +6,13 @@ curves, the confusion matrix at the run's threshold, results by TI-RADS grade, a
 modality ablation, descriptor attributions, explanation measures per CAM method
 and a gallery of the most confident right and wrong calls.
 
+The parts: :mod:`~thyrocam.report.scoring` (probabilities, metrics, ablation,
+grades), :mod:`~thyrocam.report.attributions`,
+:mod:`~thyrocam.report.explanations` (the measures per method),
+:mod:`~thyrocam.report.gallery`; :mod:`~thyrocam.report.build` assembles them
+into one typed :class:`Report`, :mod:`~thyrocam.report.html` renders it through
+``templates/report.html``.
+
 The ablation takes runs you trained (it does not train them): ``thyrocam train
 DATA --out RUN_I --modalities image`` and ``--modalities clinical`` with the same
 data and seed hold out the same cases, which the report checks.
@@ -22,28 +29,32 @@ import math
 import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from thyrocam.checkpoint import write_json
 from thyrocam.errors import InputError
-from thyrocam.report.build import (
-    ABLATION_KINDS,
+from thyrocam.evaluate import Scored
+from thyrocam.report.attributions import AttributionSummary, attribution_summary
+from thyrocam.report.build import Report, ReportOptions, build_report
+from thyrocam.report.explanations import (
     BASELINES,
     CENTRE_BASELINE,
     RANDOM_BASELINE,
     REPORT_METHODS,
-    GalleryItem,
-    ReportData,
-    attribution_summary,
-    bootstrap_auc,
-    build_report,
-    load_ablation_runs,
+    Measures,
     measure_cases,
-    results_by_grade,
     roi_for,
-    select_gallery,
     summarize_measures,
 )
+from thyrocam.report.gallery import GalleryItem, select_gallery
 from thyrocam.report.html import render_html
+from thyrocam.report.scoring import (
+    ABLATION_KINDS,
+    Scoring,
+    bootstrap_auc,
+    load_ablation_runs,
+    results_by_grade,
+)
 
 __all__ = [
     "REPORT_METHODS",
@@ -51,9 +62,14 @@ __all__ = [
     "RANDOM_BASELINE",
     "CENTRE_BASELINE",
     "BASELINES",
+    "ReportOptions",
+    "Report",
+    "Scoring",
+    "AttributionSummary",
+    "Measures",
     "GalleryItem",
-    "ReportData",
     "write_report",
+    "save_report",
     "build_report",
     "render_html",
     "load_ablation_runs",
@@ -101,18 +117,30 @@ def _json_safe(value):
     return value
 
 
+def save_report(report: Report, *, out: str | os.PathLike) -> Path:
+    """Write ``out/metrics.json`` and ``out/report.html`` (created) for ``report``.
+
+    Returns:
+        The path of ``report.html``.
+    """
+    folder = Path(out)
+    folder.mkdir(parents=True, exist_ok=True)
+    write_json(folder / "metrics.json", _json_safe(report.to_json()))
+    page = folder / "report.html"
+    tmp = page.with_name(page.name + ".tmp")
+    tmp.write_text(render_html(report), encoding="utf-8")
+    os.replace(tmp, page)
+    log.info("report written to %s", page)
+    return page
+
+
 def write_report(
     run: str | os.PathLike,
     data: str | os.PathLike,
     *,
     out: str | os.PathLike,
-    device: str | None = None,
-    ablation: Mapping[str, str | os.PathLike] | None = None,
-    methods: Sequence[str] = REPORT_METHODS,
-    max_cases: int | None = 60,
-    gallery: int = 4,
-    label_source: str = "auto",
-    seed: int = 0,
+    scored: Scored | None = None,
+    **options: Any,
 ) -> Path:
     """Evaluate ``run`` on ``data`` and write ``out/metrics.json`` and ``out/report.html``.
 
@@ -121,42 +149,12 @@ def write_report(
         data: DDTI folder or CSV manifest (its test split is used when it is the
             run's training data).
         out: the report folder (created).
-        device: ``None``: CUDA when present.
-        ablation: ``{"image": RUN, "clinical": RUN}``: single-modality runs trained on
-            the same data with the same seed.
-        methods: the CAM methods to measure.
-        max_cases: at most this many outlined held-out images are measured; ``None``: all.
-        gallery: number of most confident right and of wrong calls shown.
-        label_source: ``auto``, ``labels`` or ``tirads``.
-        seed: seeds the bootstrap, the measured subset and the random baselines.
+        scored: the run's evaluation on ``data``, when already done (reused, not
+            recomputed).
+        **options: fields of :class:`ReportOptions`, checked before any scoring.
 
     Returns:
         The path of ``report.html``.
     """
-    if max_cases is not None and max_cases < 1:
-        raise InputError(
-            f"max_cases: got {max_cases!r}; allowed: an integer >= 1 or None (all)",
-            field="max_cases",
-            value=max_cases,
-            allowed=">= 1",
-        )
-    folder = Path(out)
-    folder.mkdir(parents=True, exist_ok=True)
-    report = build_report(
-        run,
-        data,
-        device=device,
-        ablation=ablation,
-        methods=methods,
-        max_cases=max_cases,
-        gallery=gallery,
-        label_source=label_source,
-        seed=seed,
-    )
-    write_json(folder / "metrics.json", _json_safe(report.metrics))
-    page = folder / "report.html"
-    tmp = page.with_name(page.name + ".tmp")
-    tmp.write_text(render_html(report, methods=methods), encoding="utf-8")
-    os.replace(tmp, page)
-    log.info("report written to %s", page)
-    return page
+    report = build_report(run, data, options=ReportOptions(**options), scored=scored)
+    return save_report(report, out=out)

@@ -17,7 +17,9 @@ from matplotlib.patches import Rectangle
 
 from thyrocam.explain.measures import cam_peak
 from thyrocam.predictor import Explanation
-from thyrocam.report.build import CENTRE_BASELINE, RANDOM_BASELINE
+from thyrocam.report.attributions import AttributionSummary
+from thyrocam.report.explanations import CENTRE_BASELINE, RANDOM_BASELINE, MethodCurves
+from thyrocam.report.scoring import Calibration, ModelScore
 
 __all__ = [
     "figure_to_data_uri",
@@ -51,17 +53,17 @@ def figure_to_data_uri(fig: Figure) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def roc_figure(curves: Mapping[str, Mapping], models: Mapping[str, Mapping]) -> Figure:
+def roc_figure(models: Mapping[str, ModelScore]) -> Figure:
     """ROC curves of every model on the same images, AUC in the legend."""
     fig = _figure(3.7, 3.6)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=1, ls="--", label="chance")
     for name, m in models.items():
-        auc = m.get("auc")
+        auc = m.metrics.get("auc")
         label = f"{name}  AUC {auc:.3f}" if auc is not None else f"{name}  AUC n/a"
         ax.plot(
-            curves[name]["fpr"],
-            curves[name]["tpr"],
+            m.fpr,
+            m.tpr,
             drawstyle="steps-post",
             lw=2,
             color=MODEL_COLORS.get(name),
@@ -77,14 +79,14 @@ def roc_figure(curves: Mapping[str, Mapping], models: Mapping[str, Mapping]) -> 
     return fig
 
 
-def calibration_figure(calibration: Mapping[str, Sequence[float]]) -> Figure:
+def calibration_figure(calibration: Calibration) -> Figure:
     """Reliability diagram (observed malignant share per predicted-probability bin)."""
     fig = _figure(3.7, 3.6)
     ax = fig.add_subplot()
     ax.plot([0, 1], [0, 1], color="#bbbbbb", lw=1, ls="--", label="perfect calibration")
-    mean_p, observed = calibration["mean_predicted"], calibration["observed"]
+    mean_p, observed = calibration.mean_predicted, calibration.observed
     ax.plot(mean_p, observed, "o-", color=MODEL_COLORS["combined"], label="combined model")
-    for p, o, n in zip(mean_p, observed, calibration["count"], strict=True):
+    for p, o, n in zip(mean_p, observed, calibration.count, strict=True):
         ax.annotate(f"n={n}", (p, o), textcoords="offset points", xytext=(4, -10), fontsize=7)
     ax.set_xlabel("predicted P(malignant), bin mean")
     ax.set_ylabel("observed share malignant")
@@ -132,24 +134,22 @@ def attribution_bars(attributions: Mapping[str, float], *, title: str | None = N
     return fig
 
 
-def attribution_figure(summary: Mapping[str, Sequence[float] | None]) -> Figure:
+def attribution_figure(summary: AttributionSummary) -> Figure:
     """Mean |Shapley| per field, and the mean signed value for malignant / benign cases."""
-    fields = list(summary["fields"])
+    fields = list(summary.fields)
     y = np.arange(len(fields))
     fig = _figure(9.0, 2.9)
     left, right = fig.subplots(1, 2, sharey=True)
-    left.barh(y, summary["mean_abs"], color="#555555")
+    left.barh(y, summary.mean_abs, color="#555555")
     left.set_yticks(y, fields)
     left.invert_yaxis()
     left.set_xlabel("mean |contribution| (logit units)")
     left.set_title("How much each descriptor moves the logit", fontsize=10)
     h = 0.38
-    if summary.get("mean_malignant") is not None:
-        right.barh(
-            y - h / 2, summary["mean_malignant"], h, color="#c0392b", label="malignant cases"
-        )
-    if summary.get("mean_benign") is not None:
-        right.barh(y + h / 2, summary["mean_benign"], h, color="#2471a3", label="benign cases")
+    if summary.mean_malignant is not None:
+        right.barh(y - h / 2, summary.mean_malignant, h, color="#c0392b", label="malignant cases")
+    if summary.mean_benign is not None:
+        right.barh(y + h / 2, summary.mean_benign, h, color="#2471a3", label="benign cases")
     right.axvline(0, color="black", lw=0.8)
     right.set_xlabel("mean contribution (+ pushes to malignant)")
     right.set_title("Direction, by true class", fontsize=10)
@@ -157,17 +157,18 @@ def attribution_figure(summary: Mapping[str, Sequence[float] | None]) -> Figure:
     return fig
 
 
-def faithfulness_figure(curves: Mapping[str, Mapping], methods: Sequence[str]) -> Figure:
+def faithfulness_figure(curves: Mapping[str, MethodCurves], methods: Sequence[str]) -> Figure:
     """Mean deletion and insertion curves per method (the random map as a dashed line)."""
     fig = _figure(9.0, 3.0)
     axes = fig.subplots(1, 2, sharey=True)
     for ax, kind in zip(axes, ("deletion", "insertion"), strict=True):
         for method in methods:
-            c = curves.get(f"{kind}:{method}")
+            c = curves.get(method)
             if c is None:
                 continue
             style = _BASELINE_STYLES.get(method, {})
-            ax.plot(c["fractions"], c["mean"], lw=1.6, label=method, **style)
+            mean = getattr(c, kind).mean(0)
+            ax.plot(c.fractions, mean, lw=1.6, label=method, **style)
         word = "removed (blurred)" if kind == "deletion" else "restored"
         ax.set_xlabel(f"share of pixels {word}, highest-ranked first")
         better = "lower" if kind == "deletion" else "higher"
