@@ -139,6 +139,8 @@ def _load_pil(src: ImageSource, *, max_pixels: int) -> Image.Image:
                 # Pillow warns between its limit and twice it; the explicit pixel
                 # check below decides instead (with a clear error), so silence it.
                 warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+                # Damaged TIFF/EXIF metadata only warns; the pixels below decode or raise.
+                warnings.simplefilter("ignore", UserWarning)
                 img = Image.open(fp)
         except FileNotFoundError:
             raise ImageError(
@@ -155,11 +157,19 @@ def _load_pil(src: ImageSource, *, max_pixels: int) -> Image.Image:
                 allowed=f"<= {max_pixels} pixels",
             ) from None
         except (UnidentifiedImageError, OSError, ValueError) as exc:
+            # Name the file when there is one; uploaded bytes are described by size only.
+            what = (
+                f"{len(src)} bytes"
+                if isinstance(src, (bytes, bytearray))
+                else str(getattr(src, "name", None) or os.fspath(src))
+                if isinstance(src, (str, os.PathLike)) or hasattr(src, "name")
+                else "the data"
+            )
             raise ImageError(
-                f"image: not a decodable image ({exc.__class__.__name__}); "
-                "allowed: PNG, JPEG, BMP, TIFF, GIF, WebP or DICOM",
+                f"image: got {what}, which is not a decodable image "
+                f"({exc.__class__.__name__}); allowed: PNG, JPEG, BMP, TIFF, GIF, WebP or DICOM",
                 field="image",
-                value=None,
+                value=what,
                 allowed="PNG, JPEG, BMP, TIFF, GIF, WebP, DICOM",
             ) from None
     width, height = img.size
@@ -172,8 +182,10 @@ def _load_pil(src: ImageSource, *, max_pixels: int) -> Image.Image:
             allowed=f"<= {max_pixels} pixels",
         )
     try:
-        img = ImageOps.exif_transpose(img)
-        img = _to_rgb(img)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # corrupt EXIF: orientation unknown
+            img = ImageOps.exif_transpose(img)
+            img = _to_rgb(img)
     except (OSError, ValueError, SyntaxError) as exc:
         raise ImageError(
             f"image: the data is truncated or corrupt ({exc}); allowed: a complete image file",
