@@ -87,7 +87,8 @@ class Prediction:
         dx, dy = self.spacing_mm
         ox, oy = (self.region[0], self.region[1]) if self.region else (0.0, 0.0)
         x0, y0, x1, y1 = self.roi
-        return [(x0 - ox) * dx, (y0 - oy) * dy, (x1 - ox) * dx, (y1 - oy) * dy]
+        mm = [(x0 - ox) * dx, (y0 - oy) * dy, (x1 - ox) * dx, (y1 - oy) * dy]
+        return [round(v, 6) for v in mm]
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -20,7 +20,9 @@ def _cmd_predict(args: argparse.Namespace) -> int:
     from thyrocam.imaging import parse_box
 
     predictor = load_predictor(args)
-    pred = predictor.predict(args.image, parse_clinical(args.clinical), roi=parse_box(args.roi))
+    pred = predictor.predict(
+        args.image, parse_clinical(args.clinical), roi=parse_box(args.roi), frame=args.frame
+    )
     print(json.dumps(pred.to_dict(), indent=2))
     return 0
 
@@ -38,7 +40,10 @@ def _cmd_explain(args: argparse.Namespace) -> int:
         method=args.method,
         target=args.target,
         alpha=args.alpha,
+        frame=args.frame,
     )
+    # Built before anything is written: a failure leaves no half set of outputs.
+    results = exp.to_dicom() if args.dicom_out else None
     replace_atomically(out, lambda tmp: exp.overlay.save(tmp, format="PNG"))
     summary = exp.prediction.to_dict()
     summary.update(
@@ -50,6 +55,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             "cam_all_zero": exp.all_zero,
         }
     )
+    if results is not None:
+        summary["dicom"] = [str(p) for p in results.save(args.dicom_out)]
     print(json.dumps(summary, indent=2))
     return 0
 
@@ -64,6 +71,7 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
         help="descriptors, e.g. composition=solid age=59",
     )
     p.add_argument("--roi", help="nodule box x0,y0,x1,y1 in frame pixels")
+    p.add_argument("--frame", type=int, default=0, help="frame of a multi-frame DICOM (from 0)")
     p.add_argument("--device")
 
 
@@ -77,6 +85,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("explain", help="write a Grad-CAM overlay PNG for one image")
     _add_image_options(p)
     p.add_argument("--out", required=True, help="overlay PNG to write")
+    p.add_argument(
+        "--dicom-out",
+        metavar="DIR",
+        help="also write the overlay (Secondary Capture) and result (Comprehensive SR) here",
+    )
     p.add_argument("--alpha", type=float, default=0.35, help="heatmap opacity 0..1")
     p.add_argument("--target", choices=("malignant", "benign"), default="malignant")
     p.add_argument(
