@@ -286,6 +286,11 @@ DAMAGE = [
         ),
         r"model\.safetensors.*1 shape mismatches",
     ),
+    (
+        "clinical-dim-not-a-number",
+        lambda r: _edit_meta(r, clinical_dim="28"),
+        r"meta\.json: clinical_dim is '28'; expected int",
+    ),
     ("meta-not-json", lambda r: (r / "meta.json").write_text('{"format": "thyro'), r"meta\.json"),
 ]
 

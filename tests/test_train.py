@@ -66,3 +66,79 @@ def test_lr_schedule_warms_up_decays_and_can_be_compressed() -> None:
     assert schedule(100) == pytest.approx(0.02)
     schedule.total_steps = 50  # a time budget shortened the run: decay completes sooner
     assert schedule(50) == pytest.approx(0.02)
+
+
+def test_presets_fix_the_number_of_epochs() -> None:
+    from thyrocam.train import PRESETS
+
+    for name, values in PRESETS.items():
+        assert isinstance(values["epochs"], int) and values["epochs"] >= 1, name
+        TrainConfig(**values)  # every preset is a valid configuration
+
+
+def test_metrics_record_whether_the_time_cap_cut_training(
+    tiny_run: Path, synth_dir: Path, tmp_path: Path
+) -> None:
+    metrics = json.loads((tiny_run / "metrics.json").read_text())
+    assert metrics["epochs_planned"] == metrics["epochs_run"] == 1
+    assert metrics["stopped_by_time_budget"] is False
+    config = TrainConfig(
+        epochs=3,
+        image_size=32,
+        batch_size=8,
+        progress=False,
+        device="cpu",
+        weights=None,
+        max_minutes=1e-6,  # no second epoch fits
+    )
+    metrics = train(synth_dir, out=tmp_path / "capped", config=config)
+    assert metrics["epochs_planned"] == 3 and metrics["epochs_run"] == 1
+    assert metrics["stopped_by_time_budget"] is True
+    assert len(metrics["history"]) == 1
+    saved = json.loads((tmp_path / "capped" / "metrics.json").read_text())
+    assert saved["stopped_by_time_budget"] is True and saved["epochs_run"] == 1
+
+
+def test_step_loss_hook_and_dict_batches(synth_dir: Path) -> None:
+    """The fit loop takes any step loss, and batches may be dicts."""
+    import torch
+
+    from thyrocam.clinical import clinical_dim, fit_cat_maps
+    from thyrocam.data import ThyroidDataset, prepare_samples
+    from thyrocam.model import ThyroidNet
+    from thyrocam.train import MalignancyLoss, SumOfLosses, train_one_epoch
+
+    samples, _, _ = prepare_samples(synth_dir)
+    cat_maps = fit_cat_maps([s.clinical for s in samples])
+    ds = ThyroidDataset(
+        samples[:16], preprocessing=TrainConfig(image_size=32).preprocessing(), cat_maps=cat_maps
+    )
+
+    def as_dict(items):
+        img, clin, y = torch.utils.data.default_collate(items)
+        return {"image": img, "clinical": clin, "label": y, "extra": torch.ones(len(y))}
+
+    loader = torch.utils.data.DataLoader(ds, batch_size=8, collate_fn=as_dict)
+    seen = []
+
+    def extra_loss(model, batch):
+        seen.append(batch["extra"].device.type)
+        return batch["extra"].sum() * 0.0 + 0.5, {"n": float(len(batch["extra"]))}
+
+    torch.manual_seed(0)
+    model = ThyroidNet(clinical_dim=clinical_dim(cat_maps))
+    step_loss = SumOfLosses(
+        [("bce", 1.0, MalignancyLoss(pos_weight=2.0)), ("extra", 0.1, extra_loss)]
+    )
+    stats = train_one_epoch(
+        model,
+        loader,
+        optimizer=torch.optim.SGD(model.parameters(), lr=0.0),
+        scheduler=None,
+        device=torch.device("cpu"),
+        step_loss=step_loss,
+        progress=False,
+    )
+    assert seen == ["cpu", "cpu"]
+    assert stats["extra"] == pytest.approx(0.5) and stats["extra.n"] == pytest.approx(8.0)
+    assert stats["loss"] == pytest.approx(stats["bce"] + 0.05, rel=1e-5)

@@ -314,6 +314,12 @@ def read_meta(run: str | os.PathLike) -> dict:
     for key in ("arch", "clinical_dim", "preprocessing", "threshold"):
         if key not in meta:
             raise CheckpointError(f"{path}: missing key {key!r}")
+    kinds = {"arch": (str,), "clinical_dim": (int,), "threshold": (int, float)}
+    for key, kind in kinds.items():
+        if not isinstance(meta[key], kind) or isinstance(meta[key], bool):
+            raise CheckpointError(
+                f"{path}: {key} is {meta[key]!r}; expected {' or '.join(k.__name__ for k in kind)}"
+            )
     return meta
 
 

@@ -58,8 +58,9 @@ class TrainConfig:
 # machine; max_minutes only caps a pathologically slow machine.
 PRESETS: dict[str, dict[str, Any]] = {
     # What `make demo` trains: crops around the nodule at 96 px keep the nodule and its
-    # surroundings. 15 epochs of 400 synthetic cases took ~210 s on an idle 2-core
-    # machine (~14 s each), inside the demo's 5 minutes.
+    # surroundings. On an idle 2-core machine an epoch of the 400 synthetic cases took
+    # ~14 s (17 in 236 s), so 15 epochs take ~210 s, inside the demo's 5 minutes; the
+    # 4.5-minute cap only cuts training on a much slower or busier machine.
     "demo": dict(
         epochs=15,
         image_size=96,
