@@ -119,6 +119,15 @@ def test_explanation_measures_per_method(report_dir: Path) -> None:
             assert row["randomization_passed"] == (row["randomization_rho"] < 0.5)
 
 
+def test_explanation_settings_are_the_measures_defaults(report_dir: Path) -> None:
+    from thyrocam.explain.measures import DELETION_STEPS, POINTING_TOLERANCE
+
+    expl = _strict_json(report_dir / "metrics.json")["explanations"]
+    assert expl["steps"] == DELETION_STEPS and expl["pointing_tolerance_px"] == POINTING_TOLERANCE
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert f"in\n{DELETION_STEPS} steps" in html and expl["randomized"] in html
+
+
 def test_report_html_is_self_contained(report_dir: Path) -> None:
     html = (report_dir / "report.html").read_text(encoding="utf-8")
     assert html.startswith("<!doctype html>")
