@@ -1,4 +1,4 @@
-"""Predictor: load a run once, then predict and explain single images.
+"""The Predictor: load a run once, then predict and explain single images.
 
 The web app and the CLI call this; they do no tensor work themselves. One
 ``Predictor`` is safe to share between threads: it never mutates the model,
@@ -11,7 +11,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +24,6 @@ from thyrocam.clinical import FIELDS, acr_tirads, encode_clinical_with_mask, nor
 from thyrocam.errors import InputError
 from thyrocam.explain import get_method
 from thyrocam.explain.attribution import descriptor_attributions
-from thyrocam.explain.overlay import overlay_cam_on_pil
 from thyrocam.imaging import (
     DEFAULT_MAX_PIXELS,
     Box,
@@ -36,140 +35,15 @@ from thyrocam.imaging import (
     to_tensor,
 )
 from thyrocam.model import ThyroidNet, resolve_device
+from thyrocam.predictor.results import LABEL_NAMES, Explanation, Prediction
 
-__all__ = ["Prediction", "Explanation", "Predictor", "ThyroidAppWrapper", "LABEL_NAMES"]
-
-LABEL_NAMES = ("benign", "malignant")
+__all__ = ["Predictor", "ThyroidAppWrapper", "ROI_FALLBACK_WARNING"]
 # Guards the one-time hash of the weights in Predictor.model_identity (threads share a Predictor).
 _IDENTITY_LOCK = threading.Lock()
 ROI_FALLBACK_WARNING = (
     "no nodule box was given: the whole frame was used, but this run was trained on "
     "crops around the nodule; draw a box for a reliable result"
 )
-
-
-@dataclass(frozen=True)
-class Prediction:
-    """One image's prediction.
-
-    Attributes:
-        probability: P(malignant) from the model's logit.
-        label: ``"malignant"`` when ``probability >= threshold``, else ``"benign"``.
-        threshold: the run's threshold (chosen on validation).
-        logit: the raw output.
-        clinical: the six descriptors as understood (normalised; None = missing).
-        missing: the descriptors that were missing.
-        tirads: the ACR TI-RADS points and level computed from the descriptors.
-        roi: the nodule box used, in frame pixels, if any.
-        warnings: things the user should know (e.g. a ROI run used without a box).
-        frame: the DICOM frame index explained (``None`` for an ordinary image file).
-        spacing_mm: ``(dx, dy)`` mm per pixel from the DICOM header, ``None`` when unknown.
-        region: the ultrasound tissue region the network saw, in frame pixels, if any.
-    """
-
-    probability: float
-    label: str
-    threshold: float
-    logit: float
-    clinical: dict[str, Any]
-    missing: list[str]
-    tirads: Any
-    roi: Box | None = None
-    warnings: list[str] = field(default_factory=list)
-    frame: int | None = None
-    spacing_mm: tuple[float, float] | None = None
-    region: Box | None = None
-
-    def roi_mm(self) -> list[float] | None:
-        """:attr:`roi` in mm from the top-left corner of the tissue region (or frame)."""
-        if self.roi is None or self.spacing_mm is None:
-            return None
-        dx, dy = self.spacing_mm
-        ox, oy = (self.region[0], self.region[1]) if self.region else (0.0, 0.0)
-        x0, y0, x1, y1 = self.roi
-        mm = [(x0 - ox) * dx, (y0 - oy) * dy, (x1 - ox) * dx, (y1 - oy) * dy]
-        return [round(v, 6) for v in mm]
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "probability": self.probability,
-            "label": self.label,
-            "threshold": self.threshold,
-            "logit": self.logit,
-            "clinical": self.clinical,
-            "missing": self.missing,
-            "tirads": self.tirads.to_dict(),
-            "roi": list(self.roi) if self.roi else None,
-            "warnings": list(self.warnings),
-            "frame": self.frame,
-            "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
-            "region": list(self.region) if self.region else None,
-            "roi_mm": self.roi_mm(),
-        }
-
-
-@dataclass(frozen=True)
-class Explanation:
-    """A prediction with its class activation map.
-
-    Attributes:
-        prediction: the :class:`Prediction` from the same forward pass.
-        method: the CAM method name.
-        target: ``"malignant"`` or ``"benign"``.
-        used_idx: the output column explained (0 for the one-logit model).
-        cam: float32 ``(S, S)`` in [0, 1] over the network input.
-        raw: float32 ``(h, w)`` the layer-resolution map before normalisation.
-        cam_frame: float32 ``(H, W)`` the map placed back on the original frame.
-        image: the original frame (RGB).
-        mapping: where the input sits in the frame.
-        all_zero: True when the map found no positive evidence.
-        alpha: opacity used for :attr:`overlay`.
-        attributions: when asked for, each descriptor's exact Shapley value for the
-            logit (``{field: value}``, summing to logit(as given) - logit(all missing));
-            see :mod:`thyrocam.explain.attribution`.
-        source: the decoded input (DICOM header included, for :meth:`to_dicom`; it
-            holds the patient's identity, so ``repr`` leaves it out).
-        model: the model's identity for DICOM results: ``name``, ``version``,
-            ``sha256`` (of ``model.safetensors``).
-    """
-
-    prediction: Prediction
-    method: str
-    target: str
-    used_idx: int
-    cam: np.ndarray
-    raw: np.ndarray
-    cam_frame: np.ndarray
-    image: Image.Image
-    mapping: FrameMapping
-    all_zero: bool
-    alpha: float = 0.35
-    attributions: dict[str, float] | None = None
-    source: Frame | None = field(default=None, repr=False, compare=False)
-    model: Mapping[str, str] | None = None
-
-    @property
-    def overlay(self) -> Image.Image:
-        """The CAM blended on the original frame at :attr:`alpha` (RGB, the frame's size)."""
-        return overlay_cam_on_pil(
-            self.image, self.cam_frame, alpha=self.alpha, where=self.mapping.visible_mask()
-        )
-
-    def to_dicom(self, out_dir: str | os.PathLike | None = None) -> Any:
-        """The overlay as a Secondary Capture and the result as a Comprehensive SR.
-
-        Both go in the source's study (a new study for a non-DICOM input), in a
-        new series, referencing the source instance. With ``out_dir`` the two
-        files are written there. Returns :class:`thyrocam.dicom.DicomResults`.
-        """
-        # Imported here, not at the top: the results layer sits above predictor
-        # and pulls in highdicom, which predict()/explain() never need.
-        from thyrocam.dicom.results import build_results
-
-        results = build_results(self)
-        if out_dir is not None:
-            results.save(out_dir)
-        return results
 
 
 class Predictor:
