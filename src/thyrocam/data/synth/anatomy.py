@@ -38,15 +38,17 @@ __all__ = [
 # Scatter amplitude relative to the thyroid parenchyma (1.0). Strap muscles sit
 # about 10 dB below the gland, so "marked" hypoechogenicity must go lower still.
 _GLAND = 1.0
-_FAT = 0.6
-_MUSCLE = 0.32
+_FAT = 0.42
+_MUSCLE = 0.26
 _DEEP = 0.5
 FLUID = 0.02
 # Tissue attenuation, two-way, in dB per mm (about 0.5 dB/cm/MHz at ~10 MHz).
 TISSUE_DB_PER_MM = 1.0
 FLUID_ATTENUATION = 0.3  # relative to tissue: what makes posterior enhancement
-_AIR_DB = 28.0  # through the tracheal wall: little comes back from below
+_AIR_DB = 24.0  # through the tracheal wall: little comes back from below
 _GLAND_GRAY = 105.0  # display level of the parenchyma before the per-frame gain
+# Sideways spread of a shadow per pixel of depth (variance, px^2): about 6 px after 200 px.
+_SPREAD = np.float32(0.18)
 
 
 class Anatomy(NamedTuple):
@@ -90,7 +92,7 @@ class _Maps:
 
 
 def _grid(rng: np.random.Generator, h: int, w: int, mm: float, panel: Panel) -> _Grid:
-    streak_a, streak_b = smooth_fields(rng, h, w, 22.0, 1.0)
+    streak_a, streak_b = smooth_fields(rng, h, w, 16.0, 1.6)
     blob_a, blob_b = smooth_fields(rng, h, w, 12.0, 4.5)
     return _Grid(
         x=np.arange(w, dtype=np.float32)[None, :],
@@ -183,7 +185,6 @@ def _trachea(
     tr_r = rng.uniform(6.5, 8.5) * mm
     tr_x = cx + sign * (rx + rng.uniform(0.5, 1.2) * tr_r)
     tr_top = gland_top + rng.uniform(2.0, 4.0) * mm
-    tr_y = tr_top + tr_r
     isthmus_half = 0.5 * rng.uniform(2.0, 3.5) * mm
     _, c = window(h, w, tr_x, 0.0, 1.3 * tr_r, 0.0)
     xc = x[:, c]
@@ -193,22 +194,30 @@ def _trachea(
         & (np.abs(xc - tr_x) < 1.1 * tr_r)
     )
     m.gland[:, c] = np.maximum(m.gland[:, c], isthmus)
-    d = np.sqrt((xc - tr_x) ** 2 + (y - tr_y) ** 2)
-    arc = (y < tr_y - 0.3 * tr_r).astype(np.float32)
-    ring = band(d, tr_r, 1.3) * arc
-    m.specular[:, c] += 4.0 * ring
-    m.bright[:, c] += 2.0 * band(d, tr_r - 2.0, 2.5) * arc
+    # The wall's front is an arch, broader than deep; only the part facing the probe
+    # sends the beam back, so the bright line fades down the sides instead of closing
+    # a dome, and it is brighter in some places than others.
+    tr_ry = rng.uniform(0.7, 0.85) * tr_r
+    tr_y = tr_top + tr_ry
+    d = tr_r * np.sqrt(((xc - tr_x) / tr_r) ** 2 + ((y - tr_y) / tr_ry) ** 2)
+    arc = (y < tr_y - 0.3 * tr_ry).astype(np.float32)
+    facing = np.clip((tr_y - y) / tr_ry, 0, 1) ** 2 * (0.6 + 0.4 * g.breakup[:, c])
+    ring = band(d, tr_r, 1.6) * arc
+    m.specular[:, c] += 4.0 * ring * facing
+    m.bright[:, c] += 2.0 * band(d, tr_r - 2.0, 2.5) * arc * facing
     # The wall stops the beam: the shadow below it comes from the attenuation.
-    taper = np.clip((0.95 * tr_r - np.abs(xc - tr_x)) / (0.35 * tr_r), 0, 1)
-    m.attenuation[:, c] += (_AIR_DB / 2.3) * ring * taper
+    taper = np.clip((0.9 * tr_r - np.abs(xc - tr_x)) / (0.6 * tr_r), 0, 1)
+    m.attenuation[:, c] += (_AIR_DB / 2.8) * ring * taper
     # Cartilage: a dark band just outside the bright air line.
     m.cartilage[:, c] = band(d, tr_r + 0.9 * mm, 0.6 * mm) * arc
     under = (np.abs(xc - tr_x) < 0.9 * tr_r) & (y > tr_top + 3)
     for k in (1, 2, 3):
-        # Reverberation: fading copies of the air line at multiples of its depth.
-        rd = np.sqrt((xc - tr_x) ** 2 + (y - tr_y - k * 0.8 * tr_top) ** 2)
-        copy = band(rd, tr_r, 3.0) * (y < tr_y + k * 0.8 * tr_top - 0.3 * tr_r)
-        m.reverberation[:, c] += (0.35 / k) * copy * under * g.breakup[:, c]
+        # Reverberation: fading, broken copies of the air line at multiples of its depth.
+        shift = k * 0.8 * tr_top
+        rd = tr_r * np.sqrt(((xc - tr_x) / tr_r) ** 2 + ((y - tr_y - shift) / tr_ry) ** 2)
+        copy = band(rd, tr_r, 3.0) * (y < tr_y + shift - 0.3 * tr_ry)
+        copy *= np.clip((tr_y + shift - y) / tr_ry, 0, 1)
+        m.reverberation[:, c] += (0.45 / k) * copy * under * g.breakup[:, c] ** 2
     m.reverberation[:, c] += 0.04 * under * np.exp(0.6 * g.blob_a[:, c])
 
 
@@ -221,16 +230,23 @@ def _vessels(
     ca_r = rng.uniform(2.8, 3.8) * mm
     ca_x = cx - sign * (rx + rng.uniform(-0.2, 0.5) * ca_r)
     ca_y = cy + rng.uniform(0.0, 0.45) * ry
+    # Not quite a circle: the probe presses it a little.
+    ca_ry = ca_r * rng.uniform(0.85, 0.97)
     r, c = window(h, w, ca_x, ca_y, ca_r + 8, ca_r + 8)
-    dc = np.sqrt((x[:, c] - ca_x) ** 2 + (y[r] - ca_y) ** 2)
+    dc = ca_r * np.sqrt(((x[:, c] - ca_x) / ca_r) ** 2 + ((y[r] - ca_y) / ca_ry) ** 2)
     m.fluid[r, c] |= dc < ca_r
-    m.bright[r, c] += 1.0 * band(dc, ca_r + 1.0, 1.5) * g.breakup[r, c]
+    # The arterial wall: a thick bright line, brightest where it faces the probe.
+    wall = band(dc, ca_r + 1.2, 2.0) * (1.0 + 0.6 * (y[r] < ca_y))
+    m.bright[r, c] += 1.3 * wall * g.breakup[r, c]
     if rng.random() < 0.75:
+        # The jugular: flatter, beside and in front of the carotid, its own thin wall.
         ju_rx, ju_ry = rng.uniform(3.5, 6.0) * mm, rng.uniform(1.2, 2.6) * mm
-        ju_x = ca_x - sign * rng.uniform(0.6, 1.2) * ca_r
-        ju_y = ca_y - ca_r - rng.uniform(0.0, 0.6) * ju_ry
-        r, c = window(h, w, ju_x, ju_y, ju_rx, ju_ry)
-        m.fluid[r, c] |= ((x[:, c] - ju_x) / ju_rx) ** 2 + ((y[r] - ju_y) / ju_ry) ** 2 < 1
+        ju_x = ca_x - sign * (ca_r + rng.uniform(0.9, 1.2) * ju_rx)
+        ju_y = ca_y - rng.uniform(0.2, 0.7) * ca_r
+        r, c = window(h, w, ju_x, ju_y, ju_rx + 4, ju_ry + 4)
+        dj = np.sqrt(((x[:, c] - ju_x) / ju_rx) ** 2 + ((y[r] - ju_y) / ju_ry) ** 2)
+        m.fluid[r, c] |= dj < 1
+        m.bright[r, c] += 0.8 * band(dj, 1.0 + 1.0 / ju_ry, 1.0 / ju_ry) * g.breakup[r, c]
 
 
 def _longus_colli(
@@ -294,7 +310,7 @@ def anatomy(
     bright += 1.6 * band(y, fat_bottom, 1.0) * g.breakup
     bright += 1.8 * band(y, muscle_bottom, 1.2) * g.breakup
     capsule = np.clip(1 - np.abs(blur(gland, 1.2) - 0.5) / 0.35, 0, 1)
-    bright += 0.7 * capsule * g.breakup
+    bright += 1.1 * capsule * g.breakup
     prevertebral = curve(rng, x, cy + ry + rng.uniform(5.0, 8.0) * mm, 1.2 * mm, w * 1.3)
     bright += 1.8 * band(y, prevertebral, 1.4) * g.breakup
     echo = np.maximum(echo, bright)
@@ -308,6 +324,25 @@ def anatomy(
     strength = rng.uniform(0.8, 2.5, count) * (gland[dot_y, dot_x] < 0.5)
     np.add.at(specular, (dot_y, dot_x), strength.astype(np.float32))
     return Anatomy(echo, attenuation, specular, m.reverberation, gland, lobe)
+
+
+def _attenuation_above(attenuation: np.ndarray, tissue: float) -> np.ndarray:
+    """Two-way attenuation (h, w) accumulated above each pixel, in dB.
+
+    What a strong reflector or a fluid space adds to the tissue's own ``tissue`` dB
+    per pixel spreads sideways as it goes down: the beam has a width, so a shadow
+    (or an enhancement) is sharp just under its cause and softens with depth instead
+    of running down as a straight-sided column.
+    """
+    h, w = attenuation.shape
+    excess = attenuation - np.float32(tissue)
+    above = np.empty_like(attenuation)
+    carried = np.zeros(w, dtype=np.float32)
+    for row in range(h):
+        above[row] = carried
+        padded = np.pad(carried, 1, mode="edge")
+        carried = carried + _SPREAD * (padded[:-2] + padded[2:] - 2 * carried) + excess[row]
+    return above + np.float32(tissue) * np.arange(h, dtype=np.float32)[:, None]
 
 
 def speckle_gray(
@@ -329,7 +364,7 @@ def speckle_gray(
     h, w = maps.echo.shape
     # Two-way attenuation accumulated above each pixel, partly undone by the TGC.
     y = np.arange(h, dtype=np.float32)[:, None]
-    above = np.cumsum(maps.attenuation, axis=0) - maps.attenuation
+    above = _attenuation_above(maps.attenuation, TISSUE_DB_PER_MM / px_per_mm)
     tgc = layout.tgc * (TISSUE_DB_PER_MM / px_per_mm) * y
     tgc = tgc + 3.0 * band(y, 0.45 * h, 0.25 * h)  # brighter around the focal zone
     beam = np.exp((tgc - above) * np.float32(math.log(10.0) / 20.0))

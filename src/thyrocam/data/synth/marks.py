@@ -103,7 +103,7 @@ def draw_layout(rng: np.random.Generator, config: SynthConfig) -> Layout:
         depth_mm=float(rng.uniform(36.0, 46.0)),
         gain_db=float(rng.uniform(-4.0, 5.0)),
         dynamic_range_db=float(rng.uniform(46.0, 56.0)),
-        tgc=float(rng.uniform(0.45, 0.75)),
+        tgc=float(rng.uniform(0.65, 0.85)),
         psf=(float(rng.uniform(1.6, 2.2)), float(rng.uniform(0.75, 0.95))),
         side_text=side_text,
         settings=settings,

@@ -213,18 +213,22 @@ def _macro_arcs(
     draw = ImageDraw.Draw(arcs)
     for _ in range(int(rng.integers(1, 3))):
         i = int(rng.integers(len(xs)))
-        r = rng.uniform(0.25, 0.45) * small + 3
+        r = rng.uniform(0.35, 0.6) * small + 4
         # A cap facing the probe (PIL's angles run clockwise from 3 o'clock).
-        span = rng.uniform(60, 120)
+        span = rng.uniform(70, 140)
         start = 270 - span / 2 + rng.uniform(-20, 20)
         draw.arc(
             (xs[i] - r, ys[i] - r, xs[i] + r, ys[i] + r),
             start=start,
             end=start + span,
             fill=255,
-            width=int(rng.integers(2, 4)),
+            width=int(rng.integers(3, 6)),
         )
-    return blur(np.asarray(arcs, dtype=np.float32) / 255.0, 0.8)
+    # Coarse calcifications are clumps, not drawn lines: the arc breaks into brighter
+    # and fainter pieces along its length.
+    clumps, _ = smooth_fields(rng, h, w, 2.5, 2.0)
+    pieces = np.clip(0.75 + 0.6 * clumps, 0.15, 1.4)
+    return blur(np.asarray(arcs, dtype=np.float32) / 255.0, 0.8) * pieces
 
 
 def _calcifications(
