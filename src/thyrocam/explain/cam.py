@@ -234,7 +234,9 @@ class BaseCAM:
             raws = []
             for act, grad in zip(acts, grads, strict=True):
                 grad = torch.zeros_like(act) if grad is None else grad
-                raw = F.relu(self.cam_from(act.detach(), grad.detach())).float()
+                # float32 even under CUDA autocast: bf16 sums over 512 channels lose
+                # the small differences the map is made of (a no-op for float32 inputs).
+                raw = F.relu(self.cam_from(act.detach().float(), grad.detach().float()))
                 raws.append(raw)
                 per_layer.append(_resize(_minmax(raw), size))
             # As pytorch-grad-cam aggregates: the mean of the per-layer maps,
