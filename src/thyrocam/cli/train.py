@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from dataclasses import fields
 from typing import get_args
 
@@ -45,7 +46,8 @@ def _cmd_train(args: argparse.Namespace) -> int:
         "test": {k: metrics["test"][k] for k in ("auc", "sensitivity", "specificity", "accuracy")},
         "label_definition": metrics["label_definition"],
     }
-    print(json.dumps(summary, indent=2))
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one summary (rank 0's)
+        print(json.dumps(summary, indent=2))
     return 0
 
 
@@ -132,6 +134,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--image-size", dest="image_size", type=int)
     g.add_argument("--preprocess", choices=PREPROCESS_MODES)
     g.add_argument("--roi-margin", dest="roi_margin", type=float)
+    g.add_argument(
+        "--roi-min-side",
+        dest="roi_min_side",
+        type=float,
+        help="smallest ROI crop side in frame pixels, so nodule size stays visible",
+    )
     g.add_argument("--label-source", dest="label_source", choices=LABEL_SOURCES)
     g.add_argument("--augmentation", choices=("basic", "ultrasound"))
     g = p.add_argument_group("optimisation")
@@ -143,7 +151,7 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "--max-minutes",
         dest="max_minutes",
         type=float,
-        help="time budget: run fewer epochs if the first shows they will not fit",
+        help="a time cap: stop early (and say so in metrics.json) if the epochs will not fit",
     )
     g.add_argument("--preset", choices=tuple(PRESETS), help="a named set of defaults")
     g.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")

@@ -155,11 +155,16 @@ class Preprocessing:
         size: side ``S`` of the square network input, in pixels.
         margin: for ``"roi"``, context added on each side, as a fraction of the
             box's longer side (0.5 adds half the box on every side).
+        min_side: for ``"roi"``, the crop's smallest side in frame pixels (0: no
+            minimum). A nodule smaller than that keeps its size in the input
+            instead of being scaled up to fill it: nodule size is a malignancy
+            cue that margin-only crops normalise away.
     """
 
     mode: PreprocessMode = "letterbox"
     size: int = 224
     margin: float = 0.5
+    min_side: float = 0.0
 
     def __post_init__(self) -> None:
         if self.mode not in PREPROCESS_MODES:
@@ -183,13 +188,28 @@ class Preprocessing:
                 value=self.margin,
                 allowed="0..5",
             )
+        if not (0.0 <= float(self.min_side) <= 100000.0):
+            raise InputError(
+                f"roi min_side: got {self.min_side!r}; allowed: a number of pixels >= 0",
+                field="min_side",
+                value=self.min_side,
+                allowed=">= 0",
+            )
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        data = asdict(self)
+        if not self.min_side:
+            data.pop("min_side")  # runs without it keep their three-key dict
+        return data
 
     @classmethod
     def from_dict(cls, data: dict) -> Preprocessing:
-        return cls(mode=data["mode"], size=int(data["size"]), margin=float(data.get("margin", 0.5)))
+        return cls(
+            mode=data["mode"],
+            size=int(data["size"]),
+            margin=float(data.get("margin", 0.5)),
+            min_side=float(data.get("min_side", 0.0)),  # absent in runs before it existed
+        )
 
     def source_box(self, frame_size: tuple[int, int], *, roi: Box | None = None) -> Box:
         """The frame region (possibly past its edges) that becomes the input.
@@ -200,7 +220,7 @@ class Preprocessing:
         s = self.size
         if self.mode == "roi" and roi is not None:
             x0, y0, x1, y1 = check_box(roi, frame_size)
-            side = max(x1 - x0, y1 - y0, 8.0) * (1.0 + 2.0 * self.margin)
+            side = max(max(x1 - x0, y1 - y0, 8.0) * (1.0 + 2.0 * self.margin), self.min_side)
             cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
             left, top = round(cx - side / 2.0), round(cy - side / 2.0)
             side_i = max(round(side), 1)

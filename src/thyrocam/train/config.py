@@ -28,6 +28,8 @@ class TrainConfig:
     device: str | None = None  # None: CUDA when present, else CPU
     preprocess: Literal["center_crop", "letterbox", "roi"] = "letterbox"
     roi_margin: float = 0.5  # context around the nodule box, as a fraction of its side
+    # Smallest ROI crop side in frame pixels (0: none): keeps nodule size visible (a cue).
+    roi_min_side: float = 0.0
     modalities: Literal["both", "image", "clinical"] = "both"
     weights: str | None = "imagenet"  # used only if on disk; otherwise from scratch
     label_source: Literal["auto", "labels", "tirads"] = "auto"
@@ -51,7 +53,12 @@ class TrainConfig:
     init_from: str | None = None  # a run folder whose weights start this run (same arch)
 
     def preprocessing(self) -> Preprocessing:
-        return Preprocessing(mode=self.preprocess, size=self.image_size, margin=self.roi_margin)
+        return Preprocessing(
+            mode=self.preprocess,
+            size=self.image_size,
+            margin=self.roi_margin,
+            min_side=self.roi_min_side,
+        )
 
 
 # Presets fix the number of epochs, so the same command gives the same model on any

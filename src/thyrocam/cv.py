@@ -1,0 +1,398 @@
+"""Case-level stratified K-fold cross-validation of the modalities and the descriptor-only line.
+
+In each fold the same test cases score four models: ``both`` (image +
+descriptors), ``image`` (image only), ``clinical`` (descriptors only, through
+the network) and ``descriptor_lr`` (a logistic regression on the encoded
+descriptors: the line any number on TI-RADS-derived labels must beat, since
+the descriptors largely determine the grade). Besides AUC, sensitivity and
+specificity, the image models are scored on what the extra heads promise:
+Dice of the predicted outline on whole frames (the input of the automatic
+box), descriptor-head accuracy, and how much Grad-CAM energy falls inside the
+radiologist's outline compared with the outline's share of the crop.
+
+Nothing is chosen on a test fold: each fold trains for the configured number of
+epochs and scores the last epoch's weights at the threshold 0.5 (the loss is
+class-weighted, so 0.5 is the balanced point).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch.utils.data import DataLoader
+
+from thyrocam.clinical import encode_clinical_with_mask, fit_cat_maps
+from thyrocam.data import Sample, ThyroidDataset, prepare_samples
+from thyrocam.errors import DataError, InputError
+from thyrocam.explain import GradCAM
+from thyrocam.metrics import binary_metrics
+from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, default_target_layer, resolve_device
+from thyrocam.train.config import TrainConfig, seed_everything
+from thyrocam.train.fit import WarmupCosine, train_one_epoch
+from thyrocam.train.recipe import (
+    build_model,
+    outline_input,
+    run_heads,
+    step_loss_for,
+    train_dataset,
+)
+
+__all__ = ["CV_MODELS", "case_folds", "cross_validate", "fit_logistic", "write_cv_html"]
+
+log = logging.getLogger(__name__)
+
+CV_MODELS = ("both", "image", "clinical", "descriptor_lr")
+THRESHOLD = 0.5
+
+
+def case_folds(samples: Sequence[Sample], *, folds: int, seed: int = 0) -> list[list[int]]:
+    """Stratified folds of sample indices; all views of a case fall in one fold.
+
+    Cases are shuffled per class with ``seed`` and dealt round-robin, so each fold
+    gets about the same number of benign and malignant cases.
+
+    Raises:
+        DataError: fewer than ``folds`` cases of a class, or ``folds < 2``.
+    """
+    labels: dict[str, int] = {}
+    for s in samples:
+        labels.setdefault(s.case_id, s.label)
+    counts = [sum(1 for v in labels.values() if v == c) for c in (0, 1)]
+    if folds < 2 or min(counts) < folds:
+        raise DataError(
+            f"folds: got {folds} with {counts[0]} benign and {counts[1]} malignant cases; "
+            "allowed: 2 <= folds <= the cases of the smaller class",
+            field="folds",
+            value=folds,
+            allowed=f"2..{min(counts)}",
+        )
+    rng = np.random.default_rng(seed)
+    fold_of: dict[str, int] = {}
+    for cls in (0, 1):
+        cases = sorted(c for c, v in labels.items() if v == cls)
+        rng.shuffle(cases)
+        for j, case in enumerate(cases):
+            fold_of[case] = j % folds
+    return [[i for i, s in enumerate(samples) if fold_of[s.case_id] == f] for f in range(folds)]
+
+
+def fit_logistic(
+    x: np.ndarray, y: np.ndarray, *, l2: float = 1.0, steps: int = 200
+) -> tuple[np.ndarray, float]:
+    """L2-regularised logistic regression (LBFGS in torch), classes weighted to balance.
+
+    Args:
+        x: ``(N, D)`` features; y: ``(N,)`` 0/1 labels.
+        l2: penalty on the weights (not the bias), as in scikit-learn's ``1/C``.
+
+    Returns:
+        ``(w (D,), b)``; ``P(y=1) = sigmoid(x @ w + b)``.
+    """
+    xt = torch.as_tensor(x, dtype=torch.float64)
+    yt = torch.as_tensor(y, dtype=torch.float64)
+    n_pos = float(yt.sum())
+    n_neg = float(len(yt) - n_pos)
+    sample_w = torch.where(yt > 0, len(yt) / (2 * max(n_pos, 1.0)), len(yt) / (2 * max(n_neg, 1.0)))
+    w = torch.zeros(xt.shape[1], dtype=torch.float64, requires_grad=True)
+    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
+    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        logits = xt @ w + b
+        nll = torch.nn.functional.binary_cross_entropy_with_logits(
+            logits, yt, weight=sample_w, reduction="sum"
+        )
+        loss = nll + 0.5 * l2 * (w * w).sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    return w.detach().numpy(), float(b.detach())
+
+
+def _score(probs: np.ndarray, labels: np.ndarray) -> dict:
+    m = binary_metrics(probs, labels, threshold=THRESHOLD)
+    return {k: m[k] for k in ("auc", "sensitivity", "specificity")}
+
+
+def _descriptor_lr(train_s: list[Sample], test_s: list[Sample], cat_maps: dict) -> dict:
+    def enc(samples: list[Sample]) -> np.ndarray:
+        return np.stack([encode_clinical_with_mask(s.clinical, cat_maps)[0] for s in samples])
+
+    w, b = fit_logistic(enc(train_s), np.array([s.label for s in train_s], dtype=np.float64))
+    logits = enc(test_s) @ w + b
+    return _score(1.0 / (1.0 + np.exp(-logits)), np.array([s.label for s in test_s]))
+
+
+def _fit_fold(
+    config: TrainConfig, train_s: list[Sample], cat_maps: dict, device: torch.device
+) -> ThyroidNet:
+    """Train one fold's network for ``config.epochs`` epochs; the last weights are kept."""
+    heads = run_heads(config, train_s) if config.modalities != "clinical" else ("malignancy",)
+    model, _ = build_model(config, cat_maps=cat_maps, heads=heads)
+    model.to(device)
+    ds = train_dataset(config, train_s, cat_maps=cat_maps, heads=heads, seed=config.seed)
+    ds.preload()
+    loader = DataLoader(
+        ds,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(ds) > config.batch_size,
+        generator=torch.Generator().manual_seed(config.seed),
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(total_steps=config.epochs * len(loader))
+    )
+    loss = step_loss_for(config, model, train_s)
+    for epoch in range(1, config.epochs + 1):
+        train_one_epoch(
+            model,
+            loader,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device=device,
+            step_loss=loss,
+            progress=config.progress,
+            desc=f"{config.modalities} epoch {epoch}/{config.epochs}",
+        )
+    return model.eval()
+
+
+@torch.no_grad()
+def _score_network(
+    model: ThyroidNet,
+    config: TrainConfig,
+    test_s: list[Sample],
+    cat_maps: dict,
+    device: torch.device,
+    *,
+    cam_cases: int,
+) -> dict:
+    """AUC/sensitivity/specificity, and for image models Dice, descriptor accuracy, CAM."""
+    ds = ThyroidDataset(
+        test_s,
+        preprocessing=config.preprocessing(),
+        cat_maps=cat_maps,
+        targets=True,
+        outline_input=outline_input(config) if "outline" in model.heads else None,
+    )
+    probs, labels, dices = [], [], []
+    hits = {f: [] for f in DESCRIPTOR_FIELDS}
+    for batch in DataLoader(ds, batch_size=config.batch_size, shuffle=False):
+        out = model.forward_heads(batch["image"].to(device), batch["clinical"].to(device))
+        probs.append(torch.sigmoid(out["malignancy"][:, 0]).cpu().numpy())
+        labels.append(batch["label"].numpy())
+        if "descriptors" in model.heads:
+            for j, f in enumerate(DESCRIPTOR_FIELDS):
+                t = batch["descriptors"][:, j]
+                pred = out[f].argmax(1).cpu()
+                hits[f] += (pred == t)[t >= 0].tolist()
+        if "outline" in model.heads:
+            pred = model.forward_heads(batch["frame"].to(device))["outline"].cpu() > 0
+            dices += _dice(pred, batch["frame_mask"] > 0.5, batch["has_mask"])
+    res = _score(np.concatenate(probs), np.concatenate(labels))
+    if dices:
+        res["dice"] = float(np.mean(dices))
+    if "descriptors" in model.heads:
+        per_field = {f: float(np.mean(v)) for f, v in hits.items() if v}
+        res["descriptor_accuracy"] = float(np.mean(list(per_field.values()))) if per_field else None
+        res["descriptor_accuracy_by_field"] = per_field
+    if config.modalities != "clinical" and cam_cases > 0:
+        res.update(_cam_energy(model, ds, device, cam_cases=cam_cases))
+    return res
+
+
+def _dice(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[float]:
+    inter = (pred & truth).flatten(1).sum(1).float()
+    total = (pred.flatten(1).sum(1) + truth.flatten(1).sum(1)).float()
+    dice = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
+    return dice[has > 0].tolist()
+
+
+def _cam_energy(
+    model: ThyroidNet, ds: ThyroidDataset, device: torch.device, *, cam_cases: int
+) -> dict:
+    """Mean share of Grad-CAM energy inside the outline, and the outline's mean area share."""
+    inside, share = [], []
+    with torch.enable_grad(), GradCAM(model, default_target_layer(model)) as engine:
+        for i in range(min(cam_cases, len(ds))):
+            item = ds[i]
+            if float(item["has_mask"]) == 0:
+                continue
+            cam, _ = engine(
+                item["image"][None].to(device), clinical=item["clinical"][None].to(device)
+            )
+            mask = item["mask"][0].numpy() > 0.5
+            if cam.sum() > 0 and mask.any():
+                inside.append(float(cam[mask].sum() / cam.sum()))
+                share.append(float(mask.mean()))
+    if not inside:
+        return {}
+    e, a = float(np.mean(inside)), float(np.mean(share))
+    return {"cam_energy_inside": e, "outline_area_share": a, "cam_ratio": e / a if a else None}
+
+
+def cross_validate(
+    data: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    folds: int = 5,
+    config: TrainConfig | None = None,
+    models: Sequence[str] = CV_MODELS,
+    cam_cases: int = 40,
+) -> dict:
+    """K-fold CV by case; writes ``out/cv.json`` and ``out/cv.html`` and returns the dict.
+
+    Args:
+        data: a DDTI folder or CSV manifest (as ``train``).
+        folds: K (stratified by label, all views of a case in one fold).
+        config: the training recipe of the network models (epochs, size, heads, ...).
+        models: which of :data:`CV_MODELS` to run.
+        cam_cases: test images per fold on which Grad-CAM energy is measured.
+
+    Returns:
+        ``{"folds": K, "models": {name: {"auc": [...], "auc_mean", "auc_sd", ...}}, ...}``.
+    """
+    config = config or TrainConfig()
+    bad = [m for m in models if m not in CV_MODELS]
+    if bad or not models:
+        raise InputError(
+            f"models: got {list(models)!r}; allowed: a non-empty subset of {', '.join(CV_MODELS)}",
+            field="models",
+            value=list(models),
+            allowed=CV_MODELS,
+        )
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    device = resolve_device(config.device)
+    samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
+    fold_idx = case_folds(samples, folds=folds, seed=config.seed)
+    start = time.perf_counter()
+    per_fold: dict[str, list[dict]] = {m: [] for m in models}
+    for k, test_idx in enumerate(fold_idx):
+        test_s = [samples[i] for i in test_idx]
+        held = set(test_idx)
+        train_s = [s for i, s in enumerate(samples) if i not in held]
+        cat_maps = fit_cat_maps([s.clinical for s in train_s])
+        for name in models:
+            t0 = time.perf_counter()
+            if name == "descriptor_lr":
+                res = _descriptor_lr(train_s, test_s, cat_maps)
+            else:
+                cfg = replace(config, modalities=name, seed=config.seed + k)
+                seed_everything(cfg.seed)
+                model = _fit_fold(cfg, train_s, cat_maps, device)
+                res = _score_network(model, cfg, test_s, cat_maps, device, cam_cases=cam_cases)
+            res["seconds"] = time.perf_counter() - t0
+            per_fold[name].append(res)
+            log.info("fold %d/%d %s: %s", k + 1, folds, name, _brief(res))
+    result = {
+        "folds": folds,
+        "data": str(Path(data).resolve()),
+        "label_definition": label_definition,
+        "n_images": len(samples),
+        "n_cases": len({s.case_id for s in samples}),
+        "threshold": THRESHOLD,
+        "config": asdict(replace(config, device=str(device))),
+        "models": {name: _summarise(rows) for name, rows in per_fold.items()},
+        "seconds": time.perf_counter() - start,
+        "data_problems": len(problems),
+    }
+    _write_json(out / "cv.json", result)
+    write_cv_html(result, out / "cv.html")
+    return result
+
+
+def _brief(res: dict) -> str:
+    return ", ".join(
+        f"{k} {v:.3f}" for k, v in res.items() if isinstance(v, float) and k != "seconds"
+    )
+
+
+def _summarise(rows: list[dict]) -> dict:
+    """Per-fold lists plus ``<key>_mean`` / ``<key>_sd`` (population sd over folds)."""
+    out: dict = {"per_fold": rows}
+    keys = list(
+        dict.fromkeys(
+            k for r in rows for k, v in r.items() if v is None or isinstance(v, (int, float))
+        )
+    )
+    for key in keys:
+        values = [r.get(key) for r in rows]
+        out[key] = values
+        nums = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        out[f"{key}_mean"] = float(np.mean(nums)) if nums else None
+        out[f"{key}_sd"] = float(np.std(nums)) if nums else None
+    return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+_HTML = """<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>thyrocam cross-validation</title>
+<style>
+body{font-family:system-ui,sans-serif;margin:2rem;max-width:64rem;color:#222}
+table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;
+text-align:right}th:first-child,td:first-child{text-align:left}caption{text-align:left;
+font-weight:600}.note{color:#555;font-size:.9rem}
+</style></head><body>
+<h1>Cross-validation: {{ r.folds }} folds by case</h1>
+<p>{{ r.n_images }} images of {{ r.n_cases }} cases from <code>{{ r.data }}</code>;
+{{ "%.0f"|format(r.seconds) }} s. Labels: {{ r.label_definition }}</p>
+<table><caption>Mean &plusmn; sd over folds</caption>
+<tr><th>model</th>{% for c in cols %}<th>{{ c }}</th>{% endfor %}</tr>
+{% for name, m in r.models.items() %}<tr><td>{{ name }}</td>
+{% for c in cols %}<td>{% if m.get(c ~ '_mean') is not none %}{{ "%.3f"|format(m[c ~ '_mean'])
+}} &plusmn; {{ "%.3f"|format(m[c ~ '_sd']) }}{% else %}&ndash;{% endif %}</td>{% endfor %}
+</tr>{% endfor %}</table>
+<table><caption>AUC per fold</caption><tr><th>model</th>
+{% for k in range(r.folds) %}<th>fold {{ k + 1 }}</th>{% endfor %}</tr>
+{% for name, m in r.models.items() %}<tr><td>{{ name }}</td>{% for v in m.auc %}<td>
+{% if v is not none %}{{ "%.3f"|format(v) }}{% else %}&ndash;{% endif %}</td>{% endfor %}
+</tr>{% endfor %}</table>
+<p class="note">Sensitivity and specificity at P(malignant) &ge; {{ r.threshold }}.
+Dice: predicted outline on whole frames (the input of the automatic box).
+CAM energy inside: share of Grad-CAM energy inside the radiologist's outline on the crop;
+outline area share: the outline's share of the crop (what a map spread evenly would get).
+descriptor_lr: logistic regression on the descriptors alone, the line the other models must beat.
+</p></body></html>
+"""
+
+_COLUMNS = (
+    "auc",
+    "sensitivity",
+    "specificity",
+    "dice",
+    "descriptor_accuracy",
+    "cam_energy_inside",
+    "outline_area_share",
+    "seconds",
+)
+
+
+def write_cv_html(result: dict, path: str | os.PathLike) -> Path:
+    """A self-contained page (no scripts, no external files) of a ``cv.json`` dict."""
+    from jinja2 import Environment
+
+    env = Environment(autoescape=True)
+    html = env.from_string(_HTML).render(r=result, cols=_COLUMNS)
+    path = Path(path)
+    path.write_text(html, encoding="utf-8")
+    return path
