@@ -28,7 +28,9 @@ COMMAND_MODULES: tuple[str, ...] = (
     "train",
     "image",
     "serve",
+    "cv",
     "batch",
+    "pacs",
 )
 
 
