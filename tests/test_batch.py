@@ -20,6 +20,7 @@ from thyrocam.batch import (
     weights_sha256,
 )
 from thyrocam.batch.ray_backend import _actor_resources
+from thyrocam.cli import main
 from thyrocam.errors import InputError
 from thyrocam.imaging import nodule_box
 from thyrocam.model import ThyroidNet
@@ -180,7 +181,7 @@ def test_a_folder_holding_another_job_is_refused(local_job, archive: Path, tiny_
 
 
 def test_image_folder_shards_overlays_and_unreadable_files(
-    archive: Path, tiny_run: Path, tmp_path: Path
+    archive: Path, tiny_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     folder = tmp_path / "images" / "nested"
     folder.mkdir(parents=True)
@@ -188,19 +189,22 @@ def test_image_folder_shards_overlays_and_unreadable_files(
         shutil.copy(src, folder / src.name)
     (folder / "broken.png").write_bytes(b"not an image at all")
     out = tmp_path / "out"
-    summaries = [
-        explain_batch(
-            tiny_run,
-            tmp_path / "images",
-            out=out,
-            shard=f"{i}/2",
-            overlays=True,
-            batch_size=4,
-            progress=False,
-        )
-        for i in range(2)
-    ]
-    assert sum(s.total for s in summaries) == 10
+    first = explain_batch(
+        tiny_run,
+        tmp_path / "images",
+        out=out,
+        shard="0/2",
+        overlays=True,
+        batch_size=4,
+        progress=False,
+    )
+    # The other shard through the command line, into the same folder.
+    argv = ["explain-batch", str(tiny_run), str(tmp_path / "images"), "--out", str(out)]
+    argv += ["--shard", "1/2", "--overlays", "--batch-size", "4", "--no-progress"]
+    assert main(argv) == 0
+    second = json.loads(capsys.readouterr().out)
+    assert first.total + second["images"] == 10
+    assert second["explained"] == second["images"] and second["already_done"] == 0
     rows = _index(out)
     assert len(rows) == 10 and len({r["id"] for r in rows}) == 10
     broken = [r for r in rows if r["error"] is not None]
@@ -221,6 +225,26 @@ def test_shards_partition_the_items(archive: Path) -> None:
     assert sorted(ids) == sorted(it.id for it in items)
     assert all(parts)
     assert select_shard(items, (1, 3)) == parts[1]  # deterministic
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [("--shard", "2/2"), ("--batch-size", "0"), ("--workers", "-1"), ("--alpha", "2")],
+)
+def test_cli_bad_options_exit_2_with_one_line(
+    option: str,
+    value: str,
+    tiny_run: Path,
+    archive: Path,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture,
+) -> None:
+    out = tmp_path / "out"
+    argv = ["explain-batch", str(tiny_run), str(archive), "--out", str(out), option, value]
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "Traceback" not in err and value in err
+    assert not out.exists()  # nothing written for a refused job
 
 
 @pytest.mark.parametrize("text", ["2/2", "1", "a/b", "-1/2", "0/0", "1/2/3"])
