@@ -55,8 +55,9 @@ report: $(DEMO_RUN)/model.safetensors $(DEMO_DIR)/run_image/model.safetensors $(
 		--ablation image=$(DEMO_DIR)/run_image clinical=$(DEMO_DIR)/run_clinical
 	@echo "report: $(DEMO_DIR)/report/report.html"
 
+# One table (machine, latency ratios, HTTP, Ray, torchrun, soak); `--full` for the README sizes.
 bench: $(STAMP)
-	$(BIN)/python benchmarks/explain_vs_predict.py
+	$(BIN)/python -m benchmarks
 
 clean:
 	rm -rf $(DEMO_DIR) .pytest_cache
