@@ -10,7 +10,8 @@ descriptors plus sex and age (which the image does not show) beat the image.
 The modules, in the order a case is made:
 :mod:`~thyrocam.data.synth.cases` (label, true features, the XML's reading),
 :mod:`~thyrocam.data.synth.marks` (layout and burnt-in marks, drawn before the
-features are seen), :mod:`~thyrocam.data.synth.anatomy` (the neck and the speckle),
+features are seen), :mod:`~thyrocam.data.synth.anatomy` (the neck and the speckle,
+on :mod:`~thyrocam.data.synth.raster`'s fields and masks),
 :mod:`~thyrocam.data.synth.nodule`, :mod:`~thyrocam.data.synth.frame` (one frame)
 and :mod:`~thyrocam.data.synth.writer` (the files). Every word written comes from
 :mod:`thyrocam.clinical`.

@@ -156,11 +156,21 @@ def _lobe(
         cx = w * rng.uniform(0.4, 0.6)
     ry = min(ry, (h - gland_top) / 2 - 2)
     cy = gland_top + ry
-    theta = np.linspace(0, 2 * np.pi, 120, endpoint=False)
+    theta = np.linspace(0, 2 * np.pi, 240, endpoint=False)
     wobble = 1 + sum(
         rng.uniform(0.02, 0.08) / k * 2 * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
         for k in (2, 3, 4)
     )
+    # A capsule is not a smooth curve: small bumps where vessels and septa meet it.
+    wobble += sum(
+        rng.uniform(0.005, 0.015) * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+        for k in (7, 11, 17)
+    )
+    if g.transverse:
+        # Cut across, a lobe is a rounded wedge: broad under the muscles, narrowing
+        # to a deep edge a little toward the trachea.
+        apex = math.atan2(1.0, 0.3 * g.sign)
+        wobble += rng.uniform(0.06, 0.11) * np.cos(3 * (theta - apex))
     # A lobe is flatter above (under the muscles) than below.
     squash = np.where(np.sin(theta) < 0, 0.85, 1.0)
     lobe_pts = np.stack(
@@ -218,6 +228,14 @@ def _trachea(
         copy = band(rd, tr_r, 3.0) * (y < tr_y + shift - 0.3 * tr_ry)
         copy *= np.clip((tr_y + shift - y) / tr_ry, 0, 1)
         m.reverberation[:, c] += (0.45 / k) * copy * under * g.breakup[:, c] ** 2
+    # Ring-down: closely spaced, fading echoes of the wall fill the top of the lumen
+    # (the ladder real scans show under the air line).
+    spacing = rng.uniform(0.8, 1.3) * mm
+    for k in range(1, 7):
+        centre = tr_y + k * spacing
+        rd = tr_r * np.sqrt(((xc - tr_x) / tr_r) ** 2 + ((y - centre) / tr_ry) ** 2)
+        copy = band(rd, tr_r, 1.2) * np.clip((centre - y) / tr_ry, 0, 1) ** 2 * under
+        m.reverberation[:, c] += 1.2 * math.exp(-k / 2.5) * copy * g.breakup[:, c]
     m.reverberation[:, c] += 0.04 * under * np.exp(0.6 * g.blob_a[:, c])
 
 

@@ -34,6 +34,7 @@ def _fast_len(n: int) -> int:
 
 
 def fft_shape(h: int, w: int) -> tuple[int, int]:
+    """FFT size for an (h, w) image: a little larger, with only 2, 3 and 5 as factors."""
     # The margin keeps the circular convolution from wrapping the skin line onto
     # the bottom row.
     return _fast_len(h + 12), _fast_len(w + 12)
@@ -90,6 +91,7 @@ def curve(
 
 
 def band(y: np.ndarray, centre: np.ndarray | float, width: float) -> np.ndarray:
+    """A soft line: 1 at ``centre``, falling off as a Gaussian of ``width`` (same units as y)."""
     return np.exp(-(((y - centre) / width) ** 2))
 
 
@@ -101,6 +103,7 @@ def window(h: int, w: int, cx: float, cy: float, rx: float, ry: float) -> tuple[
 
 
 def mask_polygon(h: int, w: int, points: np.ndarray) -> np.ndarray:
+    """Mask (h, w) in {0, 1} of the polygon ``points`` (n, 2), (x, y) pixels."""
     img = Image.new("L", (w, h), 0)
     ImageDraw.Draw(img).polygon([(float(x), float(y)) for x, y in points], fill=255)
     return np.asarray(img, dtype=np.float32) / 255.0
