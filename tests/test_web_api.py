@@ -634,7 +634,7 @@ def test_examples_list_and_images(client, synth_dir):
     for ex in listed:
         case = cases[ex["case"]]
         view = next(v for v in case.views if v.index == ex["view"])
-        assert ex["box"] == pytest.approx(list(view.nodule_box), abs=0.05)
+        assert ex["roi"] == pytest.approx(list(view.nodule_box), abs=0.05)
         assert ex["clinical"] == case.clinical
         with client.get(ex["image_url"]) as image:
             assert image.status_code == 200

@@ -14,7 +14,9 @@ import pytest
 from PIL import Image
 from werkzeug.serving import make_server
 
-from thyrocam.web import create_app
+from thyrocam.clinical import FIELDS as FIELD_ORDER
+from thyrocam.web import create_app, get_state
+from thyrocam.web.i18n import STRINGS
 
 pytestmark = pytest.mark.browser
 
@@ -37,14 +39,19 @@ def _unavailable(reason: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def server(tiny_run: Path, synth_dir: Path, tmp_path_factory) -> Iterator[str]:
-    app = create_app(
+def app(tiny_run: Path, synth_dir: Path, tmp_path_factory):
+    """The app the browser talks to (tests may adjust its predictor, e.g. the threshold)."""
+    return create_app(
         {
             "CHECKPOINT": str(tiny_run),
             "EXAMPLES": str(synth_dir),
             "UPLOAD_DIR": str(tmp_path_factory.mktemp("uploads")),
         }
     )
+
+
+@pytest.fixture(scope="module")
+def server(app) -> Iterator[str]:
     httpd = make_server("127.0.0.1", 0, app, threaded=True)
     thread = threading.Thread(target=httpd.serve_forever, daemon=True)
     thread.start()
@@ -201,11 +208,11 @@ def test_example_case_fills_the_form(page, server):
         shown = page.input_value(f"#f-{field}")
         assert (shown if field != "age" else shown.split(".")[0]) == expected, field
     box = [float(v) for v in page.inner_text("#roi-text").split(",")]
-    assert box == pytest.approx(first["box"], abs=0.6)
+    assert box == pytest.approx(first["roi"], abs=0.6)
     with page.expect_response("**/predict") as predicted:
         page.click("#predict-btn")
     assert predicted.value.status == 200
-    assert predicted.value.json()["roi"] == pytest.approx(first["box"], abs=0.1)
+    assert predicted.value.json()["roi"] == pytest.approx(first["roi"], abs=0.1)
 
 
 def test_server_errors_are_shown_not_thrown(page, server, tmp_path):
@@ -216,3 +223,169 @@ def test_server_errors_are_shown_not_thrown(page, server, tmp_path):
     page.click("#predict-btn")
     page.wait_for_selector("#error:not(.hidden)")
     assert page.inner_text("#error").startswith("415 · image:")
+
+
+# -- descriptor contributions and the explained class (issue 7, items 9 and 10) ---------------
+DESCRIPTORS = {
+    "composition": "solid",
+    "echogenicity": "hypoechogenicity",
+    "margins": "spiculated",
+    "sex": "F",
+    "age": "54",
+}  # calcifications left "not recorded": its contribution must be exactly 0
+
+
+def fill_descriptors(page) -> None:
+    for field, value in DESCRIPTORS.items():
+        if field == "age":
+            page.fill("#f-age", value)
+        else:
+            page.select_option(f"#f-{field}", value)
+
+
+# Chromium gives no post data for a multipart body with a file, so the page's own
+# fetch calls are recorded: the text fields of each FormData it sends.
+RECORD_FORMS = """
+(() => {
+  const fetch = window.fetch.bind(window);
+  window.__sent = [];
+  window.fetch = (url, options) => {
+    const body = options && options.body;
+    if (body instanceof FormData) {
+      const fields = {};
+      for (const [k, v] of body.entries()) if (typeof v === "string") fields[k] = v;
+      window.__sent.push({ url: String(url), fields });
+    }
+    return fetch(url, options);
+  };
+})();
+"""
+
+EMPTY_MAP = """
+(() => {
+  const fetch = window.fetch.bind(window);
+  window.fetch = async (url, options) => {
+    const response = await fetch(url, options);
+    if (String(url) !== "explain" || !response.ok) return response;
+    const body = await response.json();
+    body.cam.all_zero = true;
+    body.cam.grid = body.cam.grid.map((row) => row.map(() => 0));
+    return new Response(JSON.stringify(body), { status: 200, headers: response.headers });
+  };
+})();
+"""
+
+
+def explain(page) -> tuple[dict, dict]:
+    """Press Explain; -> (the form the page sent, the JSON it received).
+
+    The page must have been opened after ``page.add_init_script(RECORD_FORMS)``.
+    """
+    page.evaluate("document.querySelector('#cam-overlay').dataset.ready = '0'")
+    with page.expect_response("**/explain") as answered:
+        page.click("#explain-btn")
+    assert answered.value.status == 200
+    page.wait_for_selector("#cam-overlay[data-ready='1']")
+    sent = page.evaluate("window.__sent.at(-1)")
+    assert sent["url"] == "explain"
+    return sent["fields"], answered.value.json()
+
+
+def test_an_explanation_with_descriptors_shows_the_contribution_bars(page, server, synth_dir):
+    frame = sorted(synth_dir.glob("*_1.jpg"))[1]
+    page.add_init_script(RECORD_FORMS)
+    page.goto(server + "/?lang=es")
+    page.set_input_files("#file-input", str(frame))
+    page.wait_for_selector("#preview[data-frame]")
+    fill_descriptors(page)
+    sent, body = explain(page)
+    assert sent["attributions"] == "1" and sent["use_clinical"] == "1"
+    assert set(body["attributions"]) == {*DESCRIPTORS, "calcifications"}
+    assert body["attributions"]["calcifications"] == 0.0
+
+    assert page.is_visible("#attributions")
+    assert page.inner_text("#attributions h3").lower() == "contribución de los descriptores"
+    rows = page.locator("#attributions .attr-row[data-field]")
+    fields = [rows.nth(i).get_attribute("data-field") for i in range(rows.count())]
+    assert fields == [*FIELD_ORDER, "total"]
+    widths = {}
+    for i, field in enumerate(fields):
+        row = rows.nth(i)
+        attributions = body["attributions"]
+        value = sum(attributions.values()) if field == "total" else attributions[field]
+        shown = row.locator(".attr-value").inner_text()
+        assert shown == f"{'+' if value >= 0 else '−'}{abs(value):.2f}", field
+        bar = row.locator(".attr-bar")
+        side = "attr-bar--pos" if value >= 0 else "attr-bar--neg"
+        assert side in bar.get_attribute("class").split(), field
+        widths[field] = bar.bounding_box()["width"]
+    # Bars are to scale: the largest |value| has the longest bar; a missing field has none.
+    largest = max(body["attributions"], key=lambda f: abs(body["attributions"][f]))
+    assert widths[largest] == max(widths[f] for f in FIELD_ORDER) > 0
+    assert widths["calcifications"] == 0
+    assert "sólido" in rows.nth(0).inner_text()  # each bar names the value it stands for
+    assert "hacia maligno" in page.inner_text("#attributions")
+
+    page.click("#lang-en")
+    assert page.inner_text("#attributions h3").lower() == "descriptor contributions"
+    assert "toward malignant" in page.inner_text("#attributions")
+    assert page.locator("#attributions .attr-row[data-field]").count() == 7
+
+    # Without descriptors there is nothing to attribute: not asked for, not shown.
+    page.uncheck("#use-clinical")
+    sent, body = explain(page)
+    assert "attributions" not in sent and "attributions" not in body
+    assert not page.is_visible("#attributions")
+
+
+@pytest.mark.parametrize(("threshold", "label"), [(1.0, "benign"), (0.0, "malignant")])
+def test_the_page_explains_the_predicted_class_by_default(
+    page, server, app, synth_dir, monkeypatch, threshold, label
+):
+    # The run's threshold decides the call, so both calls are reachable with any model.
+    monkeypatch.setattr(get_state(app).predictor, "threshold", threshold)
+    frame = sorted(synth_dir.glob("*_1.jpg"))[2]
+    page.add_init_script(RECORD_FORMS)
+    page.goto(server + "/?lang=es")
+    page.set_input_files("#file-input", str(frame))
+    page.wait_for_selector("#preview[data-frame]")
+    sent, body = explain(page)
+    assert sent["target"] == "auto"
+    assert body["label"] == label and body["target"] == label
+    assert page.get_attribute("#cam-method", "data-target") == label
+    caption = page.inner_text("#cam-method")
+    assert STRINGS["es"][f"target_{label}"] in caption and "(la clase predicha)" in caption
+    # The map is that class's evidence: the same as asking for it by name.
+    direct = app.test_client().post(
+        "/explain", data={"file": (io.BytesIO(frame.read_bytes()), "f.jpg"), "target": label}
+    )
+    assert direct.get_json()["cam"] == body["cam"]
+
+
+@pytest.mark.parametrize("lang", ["es", "en"])
+def test_an_empty_map_says_which_way_the_image_pushed(page, server, app, synth_dir, lang):
+    frame = sorted(synth_dir.glob("*_1.jpg"))[3]
+
+    # The page's handling of an empty map, whatever this tiny model's maps are: the
+    # answer reaches the page with the map emptied (Chromium cannot re-send the
+    # multipart body, so this wraps the page's fetch instead of routing the request).
+    page.add_init_script(EMPTY_MAP)
+    page.add_init_script(RECORD_FORMS)
+    page.goto(server + f"/?lang={lang}")
+    page.set_input_files("#file-input", str(frame))
+    page.wait_for_selector("#preview[data-frame]")
+    fill_descriptors(page)
+    _, body = explain(page)
+    # Which way the image alone pushed, computed independently: descriptors all missing.
+    predictor = get_state(app).predictor
+    alone = predictor.predict(frame.read_bytes(), None).probability
+    direction = "malignant" if alone >= predictor.threshold else "benign"
+    assert page.is_visible("#cam-all-zero")
+    assert page.get_attribute("#cam-all-zero", "data-image-push") == direction
+    text = page.inner_text("#cam-all-zero")
+    assert f"{100 * alone:.1f} %" in text
+    assert STRINGS[lang][f"toward_{direction}"] in text
+    # ... and points at the descriptors' contributions, which are on the page.
+    delta = sum(body["attributions"].values())
+    assert f"{'+' if delta >= 0 else '−'}{abs(delta):.2f}" in text
+    assert page.is_visible("#attributions")

@@ -1,4 +1,4 @@
-"""Example cases for the page: a handful of DDTI-format cases with their descriptors and box."""
+"""Example cases for the page: a handful of DDTI-format cases with their descriptors and ROI."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ class Example:
         clinical: the six descriptors, normalised (``None`` where missing).
         tirads: the DDTI grade, if any.
         label: ``"benign"``/``"malignant"`` from ``labels.csv`` or the grade, else ``None``.
-        box: the nodule box ``(x0, y0, x1, y1)`` around the polygons, if any.
+        roi: the nodule box ``(x0, y0, x1, y1)`` around the largest outline, if any.
     """
 
     case: int
@@ -38,7 +38,7 @@ class Example:
     clinical: dict[str, Any]
     tirads: str | None
     label: str | None
-    box: tuple[float, float, float, float] | None
+    roi: tuple[float, float, float, float] | None
 
     def to_dict(self, *, image_url: str) -> dict[str, Any]:
         """What ``/examples`` lists; ``case`` also names the image: ``/examples/<case>/image``."""
@@ -49,7 +49,7 @@ class Example:
             "clinical": dict(self.clinical),
             "tirads": self.tirads,
             "label": self.label,
-            "box": [round(v, 1) for v in self.box] if self.box else None,
+            "roi": [round(v, 1) for v in self.roi] if self.roi else None,
         }
 
 
@@ -80,13 +80,13 @@ def load_examples(folder: str | os.PathLike | None, *, limit: int = 8) -> list[E
         name = None if label is None else ("benign", "malignant")[label]
         by_label[name].append(
             Example(
-                case.number,
-                view.index,
-                view.image_path,
-                dict(case.clinical),
-                case.tirads,
-                name,
-                view.nodule_box,
+                case=case.number,
+                view=view.index,
+                image_path=view.image_path,
+                clinical=dict(case.clinical),
+                tirads=case.tirads,
+                label=name,
+                roi=view.nodule_box,
             )
         )
     # Benign and malignant cases in turn, so a short list still shows both.

@@ -6,7 +6,9 @@ from typing import Any
 
 from thyrocam.clinical import AGE_RANGE, FIELDS, VOCABULARY
 from thyrocam.explain import CAM_METHODS
+from thyrocam.predictor import LABEL_NAMES
 from thyrocam.web import form
+from thyrocam.web.i18n import LANGUAGES
 
 __all__ = ["build_spec"]
 
@@ -112,7 +114,7 @@ def _schemas() -> dict[str, Any]:
         "required": ["probability", "label", "threshold", "clinical", "missing", "tirads"],
         "properties": {
             "probability": {**number, "description": "P(malignant)"},
-            "label": {"type": "string", "enum": ["benign", "malignant"]},
+            "label": {"type": "string", "enum": list(LABEL_NAMES)},
             "threshold": number,
             "logit": number,
             "clinical": clinical,
@@ -221,7 +223,12 @@ def _schemas() -> dict[str, Any]:
                 "clinical": clinical,
                 "tirads": {"type": "string", "nullable": True},
                 "label": {"type": "string", "nullable": True},
-                "box": {"type": "array", "items": number, "nullable": True},
+                "roi": {
+                    "type": "array",
+                    "items": number,
+                    "nullable": True,
+                    "description": "the nodule box x0,y0,x1,y1 (frame pixels), as `roi=` takes it",
+                },
             },
         },
     }
@@ -247,7 +254,7 @@ def build_spec(*, version: str) -> dict[str, Any]:
                             "name": "lang",
                             "in": "query",
                             "required": False,
-                            "schema": {"type": "string", "enum": ["es", "en"]},
+                            "schema": {"type": "string", "enum": list(LANGUAGES)},
                         }
                     ],
                     "responses": {"200": {"description": "HTML", "content": {"text/html": {}}}},

@@ -231,7 +231,7 @@
     $("use-clinical").checked = true;
     syncClinical();
     await setFile(blob, `case_${ex.case}_${ex.view}.jpg`);
-    state.roi = ex.box ? ex.box.slice() : null;
+    state.roi = ex.roi ? ex.roi.slice() : null;
     drawPreview();
   }
 
