@@ -27,6 +27,7 @@ __all__ = [
     "SUSPICION_ORDER",
     "SynthConfig",
     "NoduleFeatures",
+    "invalid",
     "known",
     "per_value",
     "sample_case_features",
@@ -38,6 +39,20 @@ T = TypeVar("T")
 NODULE_FIELDS: tuple[str, ...] = tuple(f for f in CATEGORICAL_FIELDS if f != "sex")
 
 
+def invalid(field: str, value: object, allowed: object, shown: str | None = None) -> DataError:
+    """The generator's error for a bad ``value`` of ``field``.
+
+    Args:
+        allowed: what is allowed (kept on the error); a tuple is listed in the message.
+        shown: the message's words for it, when ``allowed`` is not a tuple.
+    """
+    if shown is None:
+        shown = ", ".join(map(str, allowed)) if isinstance(allowed, tuple) else str(allowed)
+    return DataError(
+        f"{field}: got {value!r}; allowed: {shown}", field=field, value=value, allowed=allowed
+    )
+
+
 def known(field: str, *values: str) -> tuple[str, ...]:
     """``values``, checked against ``VOCABULARY[field]`` (at import, where it is used).
 
@@ -47,12 +62,7 @@ def known(field: str, *values: str) -> tuple[str, ...]:
     """
     unknown = [v for v in values if v not in VOCABULARY[field]]
     if unknown:
-        raise DataError(
-            f"{field}: got {unknown[0]!r}; allowed: {', '.join(VOCABULARY[field])}",
-            field=field,
-            value=unknown[0],
-            allowed=VOCABULARY[field],
-        )
+        raise invalid(field, unknown[0], VOCABULARY[field])
     return values
 
 
@@ -63,12 +73,7 @@ def per_value(field: str, table: Mapping[str, T]) -> dict[str, T]:
     clinical vocabulary; this makes a table that misses or invents a word fail at import.
     """
     if sorted(table) != sorted(VOCABULARY[field]):
-        raise DataError(
-            f"{field}: got {sorted(table)!r}; allowed: {', '.join(VOCABULARY[field])}",
-            field=field,
-            value=sorted(table),
-            allowed=VOCABULARY[field],
-        )
+        raise invalid(field, sorted(table), VOCABULARY[field])
     return dict(table)
 
 
@@ -194,27 +199,12 @@ class SynthConfig:
             if f.name in ("width", "height"):
                 low = 160 if f.name == "width" else 120
                 if not _is_int(value) or value < low:
-                    raise DataError(
-                        f"{f.name}: got {value!r}; allowed: an integer >= {low}",
-                        field=f.name,
-                        value=value,
-                        allowed=f">= {low}",
-                    )
+                    raise invalid(f.name, value, f">= {low}", f"an integer >= {low}")
             elif f.name == "jpeg_quality":
                 if not _is_int(value) or not 1 <= value <= 95:
-                    raise DataError(
-                        f"jpeg_quality: got {value!r}; allowed: an integer in 1..95",
-                        field=f.name,
-                        value=value,
-                        allowed="1..95",
-                    )
+                    raise invalid(f.name, value, "1..95", "an integer in 1..95")
             elif not _is_number(value) or not 0.0 <= value <= 1.0:
-                raise DataError(
-                    f"{f.name}: got {value!r}; allowed: a probability in [0, 1]",
-                    field=f.name,
-                    value=value,
-                    allowed="[0, 1]",
-                )
+                raise invalid(f.name, value, "[0, 1]", "a probability in [0, 1]")
 
 
 def _is_int(value: object) -> bool:
@@ -249,26 +239,11 @@ class NoduleFeatures:
         for name in NODULE_FIELDS:
             value, allowed = getattr(self, name), SUSPICION_ORDER[name]
             if value not in allowed:
-                raise DataError(
-                    f"{name}: got {value!r}; allowed: {', '.join(allowed)}",
-                    field=name,
-                    value=value,
-                    allowed=allowed,
-                )
+                raise invalid(name, value, allowed)
         if not isinstance(self.taller_than_wide, bool):
-            raise DataError(
-                f"taller_than_wide: got {self.taller_than_wide!r}; allowed: True, False",
-                field="taller_than_wide",
-                value=self.taller_than_wide,
-                allowed=(True, False),
-            )
+            raise invalid("taller_than_wide", self.taller_than_wide, (True, False))
         if not _is_number(self.size_mm) or not 5 <= self.size_mm <= 30:
-            raise DataError(
-                f"size_mm: got {self.size_mm!r}; allowed: 5 to 30",
-                field="size_mm",
-                value=self.size_mm,
-                allowed="5..30",
-            )
+            raise invalid("size_mm", self.size_mm, "5..30", "5 to 30")
 
 
 def _choice(rng: np.random.Generator, field: str, y: int) -> str:

@@ -18,6 +18,7 @@ from thyrocam.data.synth.cases import (
     NODULE_FIELDS,
     NoduleFeatures,
     SynthConfig,
+    invalid,
     sample_case_features,
 )
 from thyrocam.data.synth.frame import render_case
@@ -104,12 +105,7 @@ def _prepare_folder(out: Path) -> None:
 
 def _check_count(name: str, value: object, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise DataError(
-            f"{name}: got {value!r}; allowed: an integer >= {low}",
-            field=name,
-            value=value,
-            allowed=f">= {low}",
-        )
+        raise invalid(name, value, f">= {low}", f"an integer >= {low}")
 
 
 def _labels_row(number: int, y: int, features: NoduleFeatures) -> list[Any]:
