@@ -21,6 +21,7 @@ __all__ = [
     "DicomFrameError",
     "CheckpointError",
     "DataError",
+    "TargetError",
 ]
 
 
@@ -100,6 +101,18 @@ class DataError(InputError):
     """A data set (folder, manifest) that cannot be used."""
 
     code = "invalid_data"
+
+
+class TargetError(InputError):
+    """An explanation target naming an unknown field or value, or a head the run lacks.
+
+    A well-formed ``"field:value"`` the run cannot explain is unprocessable (422); text
+    that is not a target at all (neither a class nor ``field:value``) stays a plain
+    :class:`InputError` (400).
+    """
+
+    code = "unknown_target"
+    http_status = 422
 
 
 class CheckpointError(ThyrocamError, ValueError):

@@ -91,7 +91,12 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="also write the overlay (Secondary Capture) and result (Comprehensive SR) here",
     )
     p.add_argument("--alpha", type=float, default=0.35, help="heatmap opacity 0..1")
-    p.add_argument("--target", choices=("malignant", "benign"), default="malignant")
+    p.add_argument(
+        "--target",
+        default="malignant",
+        help="malignant (default), benign, or FIELD:VALUE for a run with descriptor heads "
+        "(e.g. calcifications:microcalcifications)",
+    )
     p.add_argument(
         "--method",
         default="gradcam",

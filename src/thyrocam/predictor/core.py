@@ -11,7 +11,7 @@ import hashlib
 import os
 import threading
 from collections.abc import Mapping
-from dataclasses import replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +21,10 @@ from PIL import Image
 
 from thyrocam.checkpoint import load_run
 from thyrocam.clinical import FIELDS, acr_tirads, encode_clinical_with_mask, normalize_clinical
-from thyrocam.errors import InputError
+from thyrocam.errors import CheckpointError, InputError
 from thyrocam.explain import get_method
 from thyrocam.explain.attribution import descriptor_attributions
+from thyrocam.explain.targets import HeadOutput, available_targets, parse_target
 from thyrocam.imaging import (
     DEFAULT_MAX_PIXELS,
     Box,
@@ -35,15 +36,41 @@ from thyrocam.imaging import (
     to_tensor,
 )
 from thyrocam.model import ThyroidNet, resolve_device
+from thyrocam.predictor.autobox import NO_NODULE_WARNING, nodule_box_from_mask
+from thyrocam.predictor.heads import (
+    estimate_descriptors,
+    model_heads,
+    outline_probability,
+    run_heads,
+    tirads_from_image,
+)
 from thyrocam.predictor.results import LABEL_NAMES, Explanation, Prediction
 
-__all__ = ["Predictor", "ThyroidAppWrapper", "ROI_FALLBACK_WARNING"]
+__all__ = ["Located", "Predictor", "ThyroidAppWrapper", "ROI_FALLBACK_WARNING", "NO_NODULE_WARNING"]
 # Guards the one-time hash of the weights in Predictor.model_identity (threads share a Predictor).
 _IDENTITY_LOCK = threading.Lock()
 ROI_FALLBACK_WARNING = (
     "no nodule box was given: the whole frame was used, but this run was trained on "
     "crops around the nodule; draw a box for a reliable result"
 )
+
+
+@dataclass(frozen=True)
+class Located:
+    """Where the nodule is, before the prediction.
+
+    Attributes:
+        roi: the box to crop around, in frame pixels (``None``: the whole frame).
+        source: ``"user"``, ``"auto"`` or ``"frame"`` (see ``Prediction.roi_source``).
+        warnings: what the user should know about it.
+        outline_frame: float32 ``(H, W)`` outline probabilities from the whole-frame
+            pass that looked for the nodule (``None`` when there was no such pass).
+    """
+
+    roi: Box | None
+    source: str
+    warnings: list[str]
+    outline_frame: np.ndarray | None = None
 
 
 class Predictor:
@@ -76,6 +103,7 @@ class Predictor:
         self.path = path
         self.max_pixels = max_pixels
         self._identity: dict[str, str] | None = None
+        self.outline_preprocessing = _outline_input(self.meta, preprocessing)
 
     @classmethod
     def load(
@@ -101,6 +129,48 @@ class Predictor:
         normalised = normalize_clinical(clinical)
         vec, _ = encode_clinical_with_mask(normalised, self.cat_maps)
         return normalised, torch.from_numpy(vec)[None].to(self.device)
+
+    @property
+    def heads(self) -> tuple[str, ...]:
+        """The run's heads: ``"malignancy"``, and ``"outline"`` / ``"descriptors"`` if trained."""
+        return model_heads(self.model)
+
+    @property
+    def targets(self) -> tuple[str, ...]:
+        """Every explanation target of this run: ``malignant``, ``benign``, ``field:value``."""
+        return available_targets(heads=self.heads, cat_maps=self.cat_maps)
+
+    def locate(self, source: Frame, clin: torch.Tensor, *, roi: Box | None = None) -> Located:
+        """The nodule box: the user's; else the largest nodule of the predicted outline.
+
+        With an outline head and no box, the whole frame goes through the network
+        once (``meta["outline_input"]`` preprocessing) and the largest component of
+        the mask (probability >= 0.5) gives the box; none found -> the whole frame,
+        with a warning. Without an outline head the whole frame is used, as before.
+        """
+        if roi is not None:
+            return Located(roi=tuple(roi), source="user", warnings=[])  # type: ignore[arg-type]
+        if "outline" not in self.heads:
+            return Located(roi=None, source="frame", warnings=[])
+        inp, mapping = self.outline_preprocessing.apply(source.image, region=source.region)
+        x = to_tensor(inp)[None].to(self.device)
+        with torch.no_grad():
+            prob = outline_probability(self.model.forward_heads(x, clin))
+        outline = mapping.cam_to_frame(prob)
+        box = nodule_box_from_mask(prob, mapping)
+        if box is None:
+            return Located(None, "frame", [NO_NODULE_WARNING], outline)
+        return Located(box, "auto", [], outline)
+
+    def _prepare(
+        self, source: Frame, located: Located
+    ) -> tuple[Image.Image, torch.Tensor, FrameMapping, list[str]]:
+        """:meth:`prepare_image` around the located box, with both steps' warnings."""
+        frame_img, x, mapping, warnings = self.prepare_image(source, roi=located.roi)
+        if NO_NODULE_WARNING in located.warnings:
+            # It already says the whole frame was used and a box should be drawn.
+            warnings = [w for w in warnings if w != ROI_FALLBACK_WARNING]
+        return frame_img, x, mapping, [*located.warnings, *warnings]
 
     def decode(self, image: ImageSource | Frame, *, frame: int = 0) -> Frame:
         """Decode an image or DICOM frame ``frame`` (a :class:`Frame` passes through)."""
@@ -152,19 +222,34 @@ class Predictor:
             return dict(self._identity)
 
     def _prediction(
-        self, logit: float, normalised: dict, roi: Box | None, warnings: list[str]
+        self,
+        outputs: Mapping[str, torch.Tensor],
+        normalised: dict,
+        located: Located,
+        warnings: list[str],
+        source: Frame,
     ) -> Prediction:
+        logit = float(outputs["malignancy"][0, 0])
         prob = float(1.0 / (1.0 + np.exp(-logit)))
+        estimated = estimate_descriptors(outputs, self.cat_maps)
+        from_image, filled = tirads_from_image(normalised, estimated)
         return Prediction(
             probability=prob,
             label=LABEL_NAMES[int(prob >= self.threshold)],
             threshold=self.threshold,
-            logit=float(logit),
+            logit=logit,
             clinical=normalised,
             missing=[f for f in FIELDS if normalised[f] is None],
             tirads=acr_tirads(normalised),
-            roi=tuple(roi) if roi else None,  # type: ignore[arg-type]
+            roi=located.roi,
             warnings=warnings,
+            frame=source.index,
+            spacing_mm=source.spacing_mm,
+            region=source.region,
+            roi_source=located.source,
+            estimated=estimated,
+            tirads_estimated=from_image,
+            estimated_fields=filled,
         )
 
     # -- public ------------------------------------------------------------------------
@@ -178,14 +263,17 @@ class Predictor:
     ) -> Prediction:
         """P(malignant) for one image and its descriptors (``None``: all missing).
 
+        ``roi``: the nodule box in frame pixels; without one, a run with an outline
+        head finds the nodule itself (``Prediction.roi_source`` says which).
         ``frame``: which frame of a multi-frame DICOM (0-based).
         """
         normalised, clin = self.encode_clinical(clinical)
         source = self.decode(image, frame=frame)
-        _, x, _, warnings = self.prepare_image(source, roi=roi)
+        located = self.locate(source, clin, roi=roi)
+        _, x, _, warnings = self._prepare(source, located)
         with torch.no_grad():
-            logit = float(self.model(x, clin)[0, 0])
-        return _with_source(self._prediction(logit, normalised, roi, warnings), source)
+            outputs = run_heads(self.model, x, clin)
+        return self._prediction(outputs, normalised, located, warnings, source)
 
     def target_layers(self, method: str) -> list[torch.nn.Module]:
         """The layers a method reads, from :data:`thyrocam.explain.METHODS` (any spelling)."""
@@ -209,10 +297,15 @@ class Predictor:
             image: path, bytes, file object or PIL image.
             clinical: the six descriptors (``None``: all missing); the gradient is
                 taken with them, in the prediction's context.
-            roi: optional nodule box ``(x0, y0, x1, y1)`` in frame pixels.
+            roi: optional nodule box ``(x0, y0, x1, y1)`` in frame pixels; without
+                one, a run with an outline head finds the nodule (see :meth:`locate`).
             method: a name or alias from :data:`thyrocam.explain.METHODS` (``gradcam``,
                 ``gradcam++``, ``hirescam``, ``layercam``, ``layercam-fused``).
-            target: ``"malignant"`` (evidence for) or ``"benign"`` (evidence against).
+            target: ``"malignant"`` (evidence for), ``"benign"`` (evidence against), or
+                ``"field:value"`` for a run with descriptor heads
+                (``"calcifications:microcalcifications"``: where the network sees that
+                value); :attr:`targets` lists them. An unknown field or value, or a
+                head the run lacks, raises :class:`~thyrocam.errors.TargetError`.
             alpha: overlay opacity in [0, 1].
             attributions: also compute the descriptors' Shapley values (64 passes of
                 the small descriptor branch; the image features are computed once).
@@ -224,14 +317,21 @@ class Predictor:
                 value=alpha,
                 allowed="0..1",
             )
+        goal = parse_target(target, heads=self.heads, cat_maps=self.cat_maps)
         spec = get_method(method)
         normalised, clin = self.encode_clinical(clinical)
         source = self.decode(image, frame=frame)
-        frame_img, x, mapping, warnings = self.prepare_image(source, roi=roi)
-        engine = spec.cam_class(self.model, spec.layers(self.model))
-        res = engine.compute(x, clinical=clin, target=target)  # type: ignore[arg-type]
-        prediction = self._prediction(float(res.logits[0, 0]), normalised, roi, warnings)
-        prediction = _with_source(prediction, source)
+        located = self.locate(source, clin, roi=roi)
+        frame_img, x, mapping, warnings = self._prepare(source, located)
+        # A multi-head run is explained through a proxy that outputs the target's head
+        # and keeps every head of the same pass (the prediction comes from it).
+        proxy = None if self.heads == ("malignancy",) else HeadOutput(self.model, goal.head)
+        engine = spec.cam_class(self.model if proxy is None else proxy, spec.layers(self.model))
+        res = engine.compute(x, clinical=clin, **goal.engine_kwargs())
+        outputs = (
+            proxy.outputs if proxy is not None else {"malignancy": torch.from_numpy(res.logits)}
+        )
+        prediction = self._prediction(outputs, normalised, located, warnings, source)
         shapley = (
             descriptor_attributions(self.model, x, clin, cat_maps=self.cat_maps).as_dict()
             if attributions
@@ -240,7 +340,7 @@ class Predictor:
         return Explanation(
             prediction=prediction,
             method=spec.name,
-            target=target,
+            target=goal.name,
             used_idx=res.used_idx[0],
             cam=res.cam[0],
             raw=res.raw[0],
@@ -252,14 +352,30 @@ class Predictor:
             attributions=shapley,
             source=source,
             model=self.model_identity(),
+            mask_frame=_outline_on_frame(located, outputs, mapping),
         )
 
 
-def _with_source(prediction: Prediction, source: Frame) -> Prediction:
-    """The prediction with what the input file said: DICOM frame, spacing, tissue region."""
-    return replace(
-        prediction, frame=source.index, spacing_mm=source.spacing_mm, region=source.region
-    )
+def _outline_on_frame(
+    located: Located, outputs: Mapping[str, torch.Tensor], mapping: FrameMapping
+) -> np.ndarray | None:
+    """The outline on the frame: the nodule search's, else that of the explained pass."""
+    if located.outline_frame is not None:
+        return located.outline_frame
+    prob = outline_probability(outputs)
+    return None if prob is None else mapping.cam_to_frame(prob)
+
+
+def _outline_input(meta: Mapping[str, Any], preprocessing: Preprocessing) -> Preprocessing:
+    """The whole-frame preprocessing of the nodule search (``meta["outline_input"]``)."""
+    spec = meta.get("outline_input")
+    if spec is None:
+        # A whole-frame letterbox at the run's size: what the outline head sees in training.
+        return Preprocessing(mode="letterbox", size=preprocessing.size)
+    try:
+        return Preprocessing.from_dict(spec)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CheckpointError(f"meta.json: bad outline_input entry ({exc})") from None
 
 
 # The name the seed's web app uses for the same object.

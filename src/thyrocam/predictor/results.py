@@ -35,6 +35,16 @@ class Prediction:
         frame: the DICOM frame index explained (``None`` for an ordinary image file).
         spacing_mm: ``(dx, dy)`` mm per pixel from the DICOM header, ``None`` when unknown.
         region: the ultrasound tissue region the network saw, in frame pixels, if any.
+        roi_source: where :attr:`roi` came from: ``"user"`` (given), ``"auto"`` (the
+            largest nodule of the run's predicted outline) or ``"frame"`` (no box: the
+            whole frame was used).
+        estimated: the four image descriptors as the run's descriptor heads read them,
+            ``{field: {"value": str, "probability": float}}`` (the most likely value);
+            ``None`` for a run without descriptor heads.
+        tirads_estimated: ACR TI-RADS with the missing descriptors taken from
+            :attr:`estimated` (an estimate, not the radiologist's reading); ``None``
+            when nothing was missing or the run cannot estimate.
+        estimated_fields: the fields :attr:`tirads_estimated` took from the image.
     """
 
     probability: float
@@ -49,6 +59,10 @@ class Prediction:
     frame: int | None = None
     spacing_mm: tuple[float, float] | None = None
     region: Box | None = None
+    roi_source: str = "frame"
+    estimated: dict[str, dict[str, Any]] | None = None
+    tirads_estimated: Any = None
+    estimated_fields: list[str] = field(default_factory=list)
 
     def roi_mm(self) -> list[float] | None:
         """:attr:`roi` in mm from the top-left corner of the tissue region (or frame)."""
@@ -75,6 +89,13 @@ class Prediction:
             "spacing_mm": list(self.spacing_mm) if self.spacing_mm else None,
             "region": list(self.region) if self.region else None,
             "roi_mm": self.roi_mm(),
+            "roi_source": self.roi_source,
+            "estimated": self.estimated,
+            "tirads_estimated": (
+                None
+                if self.tirads_estimated is None
+                else {**self.tirads_estimated.to_dict(), "from_image": self.estimated_fields}
+            ),
         }
 
 
@@ -85,8 +106,10 @@ class Explanation:
     Attributes:
         prediction: the :class:`Prediction` from the same forward pass.
         method: the CAM method name.
-        target: ``"malignant"`` or ``"benign"``.
-        used_idx: the output column explained (0 for the one-logit model).
+        target: ``"malignant"``, ``"benign"`` or ``"field:value"`` (a descriptor head's
+            value; see :mod:`thyrocam.explain.targets`).
+        used_idx: the output column explained (0 for the malignancy logit; the value's
+            column of the field's logits for a descriptor target).
         cam: float32 ``(S, S)`` in [0, 1] over the network input.
         raw: float32 ``(h, w)`` the layer-resolution map before normalisation.
         cam_frame: float32 ``(H, W)`` the map placed back on the original frame.
@@ -101,6 +124,8 @@ class Explanation:
             holds the patient's identity, so ``repr`` leaves it out).
         model: the model's identity for DICOM results: ``name``, ``version``,
             ``sha256`` (of ``model.safetensors``).
+        mask_frame: float32 ``(H, W)`` the predicted nodule outline (probabilities) on
+            the original frame, or ``None`` for a run without an outline head.
     """
 
     prediction: Prediction
@@ -117,6 +142,7 @@ class Explanation:
     attributions: dict[str, float] | None = None
     source: Frame | None = field(default=None, repr=False, compare=False)
     model: Mapping[str, str] | None = None
+    mask_frame: np.ndarray | None = field(default=None, repr=False, compare=False)
 
     @property
     def overlay(self) -> Image.Image:
