@@ -115,6 +115,17 @@ STRINGS: dict[str, dict[str, str]] = {
         "attributions_total": "All descriptors together",
         "warn_roi": "No nodule box was given: the whole frame was used, but this model was "
         "trained on crops around the nodule. Draw a box for a reliable result.",
+        "roi_auto": "proposed by the model (dashed); drag on the image to redraw it",
+        "warn_no_nodule": "The model found no nodule: the whole frame was used. Draw a box "
+        "for a reliable result.",
+        "estimated_heading": "Descriptors read from the image",
+        "estimated_entered": "Entered",
+        "estimated_image": "From the image (estimate)",
+        "estimated_note": "The model's reading of the image, with its probability: an "
+        "estimate, not a radiologist's report.",
+        "tirads_from_image": "ACR TI-RADS from the image (estimate)",
+        "tirads_from_image_note": "missing features taken from the image: {fields}",
+        "target_descriptors": "A descriptor, as seen in the image",
         "err_no_image": "Choose an image first.",
         "err_too_big": "The file is larger than the server accepts ({mb} MB).",
         "err_network": "The server could not be reached.",
@@ -214,6 +225,18 @@ STRINGS: dict[str, dict[str, str]] = {
         "warn_roi": "No se marcó un recuadro: se usó la imagen completa, pero este modelo se "
         "entrenó con recortes alrededor del nódulo. Marque un recuadro para un resultado "
         "fiable.",
+        "roi_auto": "propuesto por el modelo (discontinuo); arrastre sobre la imagen para "
+        "trazarlo de nuevo",
+        "warn_no_nodule": "El modelo no encontró ningún nódulo: se usó la imagen completa. "
+        "Marque un recuadro para un resultado fiable.",
+        "estimated_heading": "Descriptores leídos de la imagen",
+        "estimated_entered": "Introducido",
+        "estimated_image": "De la imagen (estimación)",
+        "estimated_note": "La lectura de la imagen por el modelo, con su probabilidad: una "
+        "estimación, no el informe de un radiólogo.",
+        "tirads_from_image": "ACR TI-RADS a partir de la imagen (estimación)",
+        "tirads_from_image_note": "rasgos que faltaban, tomados de la imagen: {fields}",
+        "target_descriptors": "Un descriptor, tal como se ve en la imagen",
         "err_no_image": "Primero elija una imagen.",
         "err_too_big": "El archivo supera el tamaño que acepta el servidor ({mb} MB).",
         "err_network": "No se pudo contactar con el servidor.",

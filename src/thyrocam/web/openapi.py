@@ -80,10 +80,13 @@ def _image_form(*, explain: bool) -> dict[str, Any]:
         }
         props["target"] = {
             "type": "string",
-            "enum": list(form.TARGET_CHOICES),
             "default": form.DEFAULT_TARGET,
-            "description": f"the class whose evidence the map shows; `{form.AUTO_TARGET}`: "
-            "the predicted class (the answer's `target` says which)",
+            "description": "the class whose evidence the map shows "
+            f"({', '.join(form.TARGET_CHOICES)}; "
+            f"`{form.AUTO_TARGET}`: the predicted class, the answer's `target` says which), or, "
+            "for a run with descriptor heads, `field:value` "
+            "(`calcifications:microcalcifications`: where the network sees that value); an "
+            "unknown field or value, or a head the run lacks, is a 422 `unknown_target`",
         }
         props["attributions"] = {
             "type": "string",
@@ -126,6 +129,24 @@ def _schemas() -> dict[str, Any]:
                 "type": "string",
                 "nullable": True,
                 "description": "the stored upload's name (store=1), else null",
+            },
+            "roi_source": {
+                "type": "string",
+                "enum": ["user", "auto", "frame"],
+                "description": "where `roi` came from: given, the largest nodule of the "
+                "run's predicted outline, or none (the whole frame)",
+            },
+            "estimated": {
+                "type": "object",
+                "nullable": True,
+                "description": "per image descriptor, the descriptor heads' most likely "
+                "`value` and its `probability`; null for a run without descriptor heads",
+            },
+            "tirads_estimated": {
+                "allOf": [{"$ref": "#/components/schemas/Tirads"}],
+                "nullable": True,
+                "description": "ACR TI-RADS with the missing descriptors taken from "
+                "`estimated` (listed in `from_image`): an estimate; null when none was missing",
             },
         },
     }

@@ -21,7 +21,7 @@ from flask import (
 from thyrocam import __version__
 from thyrocam.clinical import AGE_RANGE, FIELDS, TIRADS_FEATURES, VOCABULARY
 from thyrocam.explain import METHODS
-from thyrocam.predictor import ROI_FALLBACK_WARNING, Predictor
+from thyrocam.predictor import NO_NODULE_WARNING, ROI_FALLBACK_WARNING, Predictor
 from thyrocam.web import form
 from thyrocam.web.errors import ModelUnavailableError, UnknownExampleError
 from thyrocam.web.i18n import LANG_COOKIE, LANGUAGES, STRINGS, VOCAB_LABELS, pick_language
@@ -92,6 +92,14 @@ def index() -> Response:
         "ageRange": list(AGE_RANGE),
         "maxUploadBytes": int(current_app.config["MAX_CONTENT_LENGTH"]),
         "roiWarning": ROI_FALLBACK_WARNING,
+        "noNoduleWarning": NO_NODULE_WARNING,
+        # A run with descriptor heads also explains each value ("field:value"); the
+        # page adds them to the target choices.
+        "descriptorTargets": [
+            t
+            for t in (state.predictor.targets if state.predictor is not None else ())
+            if ":" in t
+        ],
         "langCookie": LANG_COOKIE,
         "tiradsFeatures": list(TIRADS_FEATURES),
     }

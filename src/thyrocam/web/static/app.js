@@ -11,6 +11,7 @@
     fileName: "",
     image: null, // HTMLImageElement of the preview (null when the browser cannot decode it)
     roi: null, // [x0, y0, x1, y1] in frame pixels
+    autoRoi: null, // the box the model proposed (roi_source "auto"); drawn dashed, never sent
     result: null, // last /predict or /explain answer
     cam: null, // { W, H, base: Uint8ClampedArray, heat: Uint8ClampedArray }
     busy: false,
@@ -48,6 +49,12 @@
     for (const option of document.querySelectorAll("option[data-vocab]")) {
       option.textContent = vocabLabel(option.dataset.vocab, option.value);
     }
+    for (const option of document.querySelectorAll("option[data-target-field]")) {
+      option.textContent = targetLabel(option.value);
+    }
+    for (const group of document.querySelectorAll("optgroup[data-i18n-label]")) {
+      group.label = t(group.dataset.i18nLabel);
+    }
     for (const link of document.querySelectorAll(".lang-switch a")) {
       const active = link.dataset.lang === lang;
       link.classList.toggle("active", active);
@@ -73,6 +80,7 @@
     state.file = blob;
     state.fileName = name || "image";
     state.roi = null;
+    state.autoRoi = null;
     clearOutput();
     $("dropzone").classList.add("has-image");
     $("preview-wrap").classList.remove("hidden");
@@ -114,14 +122,27 @@
       ctx.strokeStyle = "#ffd166";
       ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
       ctx.setLineDash([]);
+    } else if (state.autoRoi) {
+      // The model's proposal: dashed in its own colour; drawing a box replaces it.
+      const [x0, y0, x1, y1] = state.autoRoi;
+      const line = Math.max(2, canvas.width / 280);
+      ctx.lineWidth = line;
+      ctx.setLineDash([line * 3, line * 3]);
+      ctx.strokeStyle = "#4cc9f0";
+      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+      ctx.setLineDash([]);
     }
+    canvas.dataset.roiSource = state.roi ? "user" : state.autoRoi ? "auto" : "";
+    canvas.dataset.roi = (state.roi || state.autoRoi || []).map((v) => Math.round(v)).join(",");
     updateRoiText();
   }
 
   function updateRoiText() {
     $("roi-text").textContent = state.roi
       ? state.roi.map((v) => Math.round(v)).join(", ")
-      : t("roi_none");
+      : state.autoRoi
+        ? `${state.autoRoi.map((v) => Math.round(v)).join(", ")} · ${t("roi_auto")}`
+        : t("roi_none");
   }
 
   function framePoint(event) {
@@ -145,6 +166,7 @@
     // A click or a jitter is not a box.
     if (Math.abs(x - sx) < 4 || Math.abs(y - sy) < 4) return;
     state.roi = [Math.min(sx, x), Math.min(sy, y), Math.max(sx, x), Math.max(sy, y)];
+    state.autoRoi = null;
     drawPreview();
   });
   const endDrag = () => {
@@ -155,6 +177,7 @@
   $("preview").addEventListener("pointercancel", endDrag);
   $("clear-roi").addEventListener("click", () => {
     state.roi = null;
+    state.autoRoi = null;
     clearOutput();
     drawPreview();
   });
@@ -306,6 +329,11 @@
       const body = await post(withExplain ? "explain" : "predict", form);
       body.requestedTarget = withExplain ? form.get("target") : null;
       state.result = body;
+      if (!state.roi) {
+        // No box drawn: show the one the model found (if any); the user may redraw it.
+        state.autoRoi = body.roi_source === "auto" && body.roi ? body.roi : null;
+        drawPreview();
+      }
       renderResult(body);
       if (withExplain) await renderCam(body);
       else $("cam-card").classList.add("hidden");
@@ -378,10 +406,13 @@
       summary.append(chips);
     }
     for (const warning of body.warnings || []) {
-      const text = warning === cfg.roiWarning ? t("warn_roi") : warning;
+      const text =
+        warning === cfg.roiWarning ? t("warn_roi") : warning === cfg.noNoduleWarning ? t("warn_no_nodule") : warning;
       summary.append(el("p", { class: "warning", text }));
     }
-    box.append(el("div", { class: "result-layout" }, [summary, tiradsTable(body.tirads, body.clinical)]));
+    const tirads = tiradsTable(body.tirads, body.clinical);
+    if (body.estimated) tirads.append(estimatedBlock(body));
+    box.append(el("div", { class: "result-layout" }, [summary, tirads]));
     $("result-empty").classList.add("hidden");
     box.classList.remove("hidden");
     if (state.cam) renderCamText(body);
@@ -436,6 +467,48 @@
     table.append(tbody);
     const wrap = el("div", {}, [table, el("p", { class: "hint", text: t("shape_note") })]);
     if (tirads.is_partial) wrap.append(el("p", { class: "hint", text: t("tirads_partial") }));
+    return wrap;
+  }
+
+  // The image descriptors as the run's heads read them, beside the entered ones, and the
+  // TI-RADS level with the missing ones taken from the image (labelled as an estimate).
+  function estimatedBlock(body) {
+    const table = el("table", { class: "tirads estimated", id: "estimated-table" });
+    table.append(el("caption", { text: t("estimated_heading") }));
+    table.append(
+      el("thead", {}, [
+        el("tr", {}, [
+          el("th", { text: t("feature") }),
+          el("th", { text: t("estimated_entered") }),
+          el("th", { text: t("estimated_image") }),
+        ]),
+      ]),
+    );
+    const tbody = el("tbody");
+    for (const [field, guess] of Object.entries(body.estimated)) {
+      const entered = body.clinical[field];
+      const known = entered !== null && entered !== undefined;
+      tbody.append(
+        el("tr", { "data-field": field }, [
+          el("td", { text: t(`f_${field}`) }),
+          el("td", { class: known ? "" : "missing", text: known ? vocabLabel(field, entered) : "–" }),
+          el("td", { class: "estimate", text: `${vocabLabel(field, guess.value)} (${pct(guess.probability)})` }),
+        ]),
+      );
+    }
+    table.append(tbody);
+    const wrap = el("div", { class: "estimated-wrap" }, [table, el("p", { class: "hint", text: t("estimated_note") })]);
+    const fromImage = body.tirads_estimated;
+    if (fromImage) {
+      const fields = fromImage.from_image.map((f) => t(`f_${f}`)).join(", ");
+      wrap.append(
+        el("p", { class: "tirads-estimate", id: "tirads-estimated" }, [
+          el("strong", { text: `${t("tirads_from_image")}: ` }),
+          el("span", { class: "level", id: "tirads-estimated-level", text: fromImage.level }),
+          ` (${t("total")} ${fromImage.total}) · ${t("tirads_from_image_note", { fields })}`,
+        ]),
+      );
+    }
     return wrap;
   }
 
@@ -591,7 +664,20 @@
   });
 
   // ---- what the map and the descriptors say, in words -----------------------------------
-  const targetLabel = (target) => t(`target_${target}`);
+  const targetLabel = (target) => {
+    // A descriptor head's value ("calcifications:microcalcifications"), or a class.
+    const [field, value] = target.split(":");
+    return value === undefined ? t(`target_${target}`) : `${t(`f_${field}`)}: ${vocabLabel(field, value)}`;
+  };
+
+  // A run with descriptor heads: each value of each field is a target too.
+  if (cfg.descriptorTargets && cfg.descriptorTargets.length) {
+    const group = el("optgroup", { label: t("target_descriptors"), "data-i18n-label": "target_descriptors" });
+    for (const target of cfg.descriptorTargets) {
+      group.append(el("option", { value: target, "data-target-field": target.split(":")[0], text: targetLabel(target) }));
+    }
+    $("target").append(group);
+  }
   const signed = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(2)}`;
   const sigmoid = (z) => 1 / (1 + Math.exp(-z));
 
