@@ -275,11 +275,11 @@ def cross_validate(
             value=list(models),
             allowed=CV_MODELS,
         )
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     device = resolve_device(config.device)
     samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
     fold_idx = case_folds(samples, folds=folds, seed=config.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     start = time.perf_counter()
     per_fold: dict[str, list[dict]] = {m: [] for m in models}
     for k, test_idx in enumerate(fold_idx):

@@ -142,6 +142,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
     )
     g.add_argument("--label-source", dest="label_source", choices=LABEL_SOURCES)
     g.add_argument("--augmentation", choices=("basic", "ultrasound"))
+    g.add_argument(
+        "--outline-size",
+        dest="outline_size",
+        type=int,
+        help="side of the whole-frame input the outline head learns (default: --image-size)",
+    )
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", dest="batch_size", type=int)

@@ -45,7 +45,9 @@ class TrainConfig:
     # "basic": flip + gain (the seed's); "ultrasound": affine/scale jitter, depth gain,
     # speckle, gamma (thyrocam.data.augment) - what a small real data set needs.
     augmentation: Literal["basic", "ultrasound"] = "basic"
-    outline_size: int = 128  # whole-frame letterbox the outline head also learns (auto box)
+    # Side of the whole-frame letterbox the outline head also learns (the automatic box's
+    # input); None: image_size.
+    outline_size: int | None = None
     outline_weight: float = 1.0  # weight of the outline loss (BCE + Dice)
     descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
@@ -77,7 +79,38 @@ PRESETS: dict[str, dict[str, Any]] = {
         lr=1.5e-3,
         max_minutes=4.5,
     ),
-    "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox", outline_size=64),
+    "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox"),
+    # Real data (DDTI-sized: a few hundred frames). Measured by 5-fold CV by case on
+    # ../shared/ddti (benchmarks/ddti_cv.py; the table in the README): a narrow
+    # ResNet-10 overfits less than resnet18 from scratch; crops at least 220 frame
+    # pixels wide keep nodule size (a cue that margin-scaled crops normalise away);
+    # the outline head also learns whole frames at 128 px (the automatic box's input).
+    "ddti": dict(
+        epochs=30,
+        arch="resnet10n",
+        image_size=96,
+        batch_size=32,
+        lr=2e-3,
+        preprocess="roi",
+        roi_margin=0.075,
+        roi_min_side=220.0,
+        outline_size=128,
+        augmentation="basic",
+        max_minutes=14.0,  # a cap for a slow machine; 30 epochs take ~3 min on 2 idle cores
+    ),
+    # The same recipe sized for `thyrocam cv` (5 folds x 3 networks within an hour).
+    "ddti-cv": dict(
+        epochs=15,
+        arch="resnet10n",
+        image_size=96,
+        batch_size=32,
+        lr=2e-3,
+        preprocess="roi",
+        roi_margin=0.075,
+        roi_min_side=220.0,
+        outline_size=128,
+        augmentation="basic",
+    ),
 }
 
 

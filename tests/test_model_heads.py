@@ -1,0 +1,256 @@
+"""ThyroidNet's outline and descriptor heads, their masked losses, and the run format."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from thyrocam.checkpoint import load_run, save_run
+from thyrocam.clinical import clinical_dim, default_cat_maps
+from thyrocam.data import ThyroidDataset, prepare_samples
+from thyrocam.data.dataset import descriptor_targets
+from thyrocam.errors import InputError
+from thyrocam.explain import GradCAM
+from thyrocam.imaging import Preprocessing
+from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, descriptor_classes_from
+from thyrocam.train.losses import descriptor_loss, outline_loss
+
+ALL_HEADS = ("malignancy", "outline", "descriptors")
+
+
+def _net(arch: str = "resnet18", heads: tuple[str, ...] = ALL_HEADS, **kw) -> ThyroidNet:
+    cat_maps = default_cat_maps()
+    torch.manual_seed(0)
+    return ThyroidNet(
+        arch=arch,
+        clinical_dim=clinical_dim(cat_maps),
+        heads=heads,
+        descriptor_classes=descriptor_classes_from(cat_maps),
+        **kw,
+    ).eval()
+
+
+@pytest.mark.parametrize("arch", ["resnet18", "resnet10n"])
+def test_forward_heads_shapes_order_and_malignancy_equals_forward(arch: str) -> None:
+    cat_maps = default_cat_maps()
+    model = _net(arch)
+    x = torch.randn(3, 3, 64, 48)
+    clin = torch.randn(3, clinical_dim(cat_maps))
+    out = model.forward_heads(x, clin)
+    assert list(out) == ["malignancy", "outline", *DESCRIPTOR_FIELDS]
+    assert out["malignancy"].shape == (3, 1)
+    assert out["outline"].shape == (3, 1, 64, 48)  # the input's resolution
+    for field in DESCRIPTOR_FIELDS:
+        assert out[field].shape == (3, len(cat_maps["fields"][field]))
+    torch.testing.assert_close(out["malignancy"], model(x, clin))
+    assert model(x, clin).shape == (3, 1)
+    assert model.descriptor_classes == {f: len(cat_maps["fields"][f]) for f in DESCRIPTOR_FIELDS}
+
+
+def test_heads_are_canonical_and_malignancy_only_has_no_extra_modules() -> None:
+    model = _net(heads=("descriptors", "malignancy"))
+    assert model.heads == ("malignancy", "descriptors")
+    plain = _net(heads=("malignancy",))
+    assert list(plain.forward_heads(torch.randn(1, 3, 64, 64))) == ["malignancy"]
+    assert not any(k.startswith(("outline.", "descriptor_heads.")) for k in plain.state_dict())
+
+
+@pytest.mark.parametrize(
+    "heads, classes",
+    [
+        (("outline",), None),  # no malignancy
+        (("malignancy", "shape"), None),  # unknown head
+        (("malignancy", "malignancy"), None),
+        (("malignancy", "descriptors"), None),  # no class counts
+        (("malignancy", "descriptors"), {"composition": 3}),  # fields missing
+    ],
+)
+def test_bad_heads_are_input_errors(heads, classes) -> None:
+    with pytest.raises(InputError) as err:
+        ThyroidNet(clinical_dim=28, heads=heads, descriptor_classes=classes)
+    assert err.value.field in ("heads", "descriptor_classes")
+
+
+def test_descriptor_heads_read_the_image_only() -> None:
+    model = _net()
+    x = torch.randn(2, 3, 64, 64)
+    a = model.forward_heads(x, torch.zeros(2, model.clinical_dim))
+    b = model.forward_heads(x, torch.randn(2, model.clinical_dim))
+    for key in ("outline", *DESCRIPTOR_FIELDS):
+        torch.testing.assert_close(a[key], b[key])
+    assert not torch.allclose(a["malignancy"], b["malignancy"])
+
+
+def test_gradcam_on_the_usual_layer_still_works_with_heads() -> None:
+    model = _net()
+    with GradCAM(model, model.cnn.layer4[-1].conv2) as engine:
+        cam, idx = engine(torch.randn(1, 3, 64, 64))
+    assert cam.shape == (64, 64) and idx == 0 and np.isfinite(cam).all()
+
+
+def test_outline_loss_ignores_frames_without_outline() -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(2, 1, 16, 16, requires_grad=True)
+    target = (torch.rand(2, 1, 16, 16) > 0.5).float()
+    both = outline_loss(logits, target, torch.tensor([1.0, 0.0]))
+    first = outline_loss(logits[:1], target[:1], torch.tensor([1.0]))
+    torch.testing.assert_close(both, first)
+    both.backward()
+    assert logits.grad[1].abs().sum() == 0  # the frame without outline adds nothing
+    assert logits.grad[0].abs().sum() > 0
+    none = outline_loss(logits, target, torch.zeros(2))
+    assert float(none.detach()) == 0.0
+    # A perfect prediction scores lower than the opposite one.
+    good = outline_loss(target * 20 - 10, target, torch.ones(2))
+    bad = outline_loss(10 - target * 20, target, torch.ones(2))
+    assert float(good.detach()) < 0.05 < float(bad.detach())
+
+
+def test_descriptor_loss_masks_unrecorded_fields() -> None:
+    torch.manual_seed(0)
+    classes = descriptor_classes_from(default_cat_maps())
+    logits = {f: torch.randn(2, k, requires_grad=True) for f, k in classes.items()}
+    targets = torch.tensor([[1, -1, 0, 2], [-1, -1, 3, -1]])
+    loss, logs = descriptor_loss(logits, targets)
+    assert set(logs) == {"composition", "margins", "calcifications"}  # echogenicity: none
+    loss.backward()
+    assert logits["echogenicity"].grad is None or logits["echogenicity"].grad.abs().sum() == 0
+    assert logits["composition"].grad[1].abs().sum() == 0  # row 1 has no composition
+    assert logits["composition"].grad[0].abs().sum() > 0
+    expected = torch.nn.functional.cross_entropy(logits["composition"][:1], targets[:1, 0])
+    assert logs["composition"] == pytest.approx(float(expected.detach()))
+    empty, _ = descriptor_loss(logits, torch.full((2, 4), -1))
+    assert float(empty.detach()) == 0.0
+
+
+def test_multi_head_run_round_trips_and_old_runs_load(tmp_path: Path) -> None:
+    cat_maps = default_cat_maps()
+    pre = Preprocessing(mode="roi", size=64, min_side=200.0)
+    model = _net()
+    save_run(tmp_path / "new", model=model, cat_maps=cat_maps, preprocessing=pre, threshold=0.4)
+    meta = json.loads((tmp_path / "new" / "meta.json").read_text())
+    assert meta["heads"] == list(ALL_HEADS)
+    assert meta["descriptor_classes"] == model.descriptor_classes
+    info = load_run(tmp_path / "new")
+    assert info.model.heads == ALL_HEADS
+    assert info.preprocessing == pre
+    x = torch.randn(2, 3, 64, 64)
+    for key, value in model.forward_heads(x).items():
+        torch.testing.assert_close(info.model.forward_heads(x)[key], value)
+
+    old = _net(heads=("malignancy",))
+    save_run(tmp_path / "old", model=old, cat_maps=cat_maps, preprocessing=pre, threshold=0.5)
+    meta_path = tmp_path / "old" / "meta.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["heads"], meta["descriptor_classes"]  # as written before the heads existed
+    meta["preprocessing"].pop("min_side")
+    meta_path.write_text(json.dumps(meta))
+    info = load_run(tmp_path / "old")
+    assert info.model.heads == ("malignancy",)
+    assert info.preprocessing.min_side == 0.0
+    torch.testing.assert_close(info.model(x), old(x))
+
+
+def test_min_side_keeps_nodule_size() -> None:
+    small, large = (100, 100, 120, 120), (50, 50, 250, 250)
+    pre = Preprocessing(mode="roi", size=64, margin=0.1, min_side=150.0)
+    s0 = pre.source_box((560, 360), roi=small)
+    s1 = pre.source_box((560, 360), roi=large)
+    assert s0[2] - s0[0] == 150  # the small nodule stays small in the input
+    assert s1[2] - s1[0] == 240  # a large one still gets its margin
+    assert Preprocessing.from_dict(pre.to_dict()) == pre
+    assert "min_side" not in Preprocessing(mode="roi", size=64).to_dict()
+
+
+def test_dataset_yields_masks_and_descriptor_targets(synth_dir: Path) -> None:
+    samples, _, _ = prepare_samples(synth_dir)
+    cat_maps = default_cat_maps()
+    pre = Preprocessing(mode="roi", size=64)
+    ds = ThyroidDataset(
+        samples[:4],
+        preprocessing=pre,
+        cat_maps=cat_maps,
+        targets=True,
+        outline_input=Preprocessing(mode="letterbox", size=64),
+    )
+    item = ds[0]
+    assert item["image"].shape == (3, 64, 64) and item["mask"].shape == (1, 64, 64)
+    assert item["frame"].shape == (3, 64, 64) and item["frame_mask"].shape == (1, 64, 64)
+    assert float(item["has_mask"]) == 1.0
+    # The ROI crop is centred on the nodule: its mask covers the centre, not the corners.
+    assert item["mask"][0, 32, 32] > 0.5 and item["mask"][0, 0, 0] == 0
+    assert 0 < float(item["frame_mask"].mean()) < float(item["mask"].mean())
+    expected = descriptor_targets(samples[0].clinical, cat_maps)
+    assert item["descriptors"].tolist() == expected.tolist()
+    for j, field in enumerate(DESCRIPTOR_FIELDS):
+        value = samples[0].clinical[field]
+        assert expected[j] == (cat_maps["fields"][field].index(value) if value else -1)
+    # Without targets the Dataset still yields the (image, clinical, label) triple.
+    plain = ThyroidDataset(samples[:1], preprocessing=pre, cat_maps=cat_maps)[0]
+    assert isinstance(plain, tuple) and len(plain) == 3
+
+
+def test_ultrasound_augmentation_moves_mask_with_image(synth_dir: Path) -> None:
+    samples, _, _ = prepare_samples(synth_dir)
+    torch.manual_seed(3)
+    ds = ThyroidDataset(
+        samples[:1],
+        preprocessing=Preprocessing(mode="roi", size=64),
+        cat_maps=default_cat_maps(),
+        augment=True,
+        augmentation="ultrasound",
+        targets=True,
+    )
+    plain = ThyroidDataset(
+        samples[:1],
+        preprocessing=Preprocessing(mode="roi", size=64),
+        cat_maps=default_cat_maps(),
+        targets=True,
+    )[0]
+    items = [ds[0] for _ in range(4)]
+    assert any(not torch.allclose(it["image"], items[0]["image"]) for it in items[1:])
+    for it in items:
+        m = it["mask"]
+        assert 0.3 * float(plain["mask"].sum()) < float(m.sum()) < 3 * float(plain["mask"].sum())
+        assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+
+
+def test_training_writes_heads_and_outline_input(tiny_run: Path) -> None:
+    meta = json.loads((tiny_run / "meta.json").read_text())
+    assert meta["heads"] == list(ALL_HEADS)  # every head the synthetic data supports
+    assert meta["outline_input"] == {"mode": "letterbox", "size": 64, "margin": 0.5}
+    history = json.loads((tiny_run / "metrics.json").read_text())["history"][0]
+    assert {"train_bce", "train_outline", "train_descriptors"} <= set(history)
+    info = load_run(tiny_run)
+    assert info.model.heads == ALL_HEADS
+
+
+def test_init_from_copies_matching_weights_and_refuses_other_arch(tmp_path: Path) -> None:
+    from thyrocam.train import TrainConfig
+    from thyrocam.train.recipe import build_model
+
+    cat_maps = default_cat_maps()
+    source = _net()
+    save_run(
+        tmp_path / "run",
+        model=source,
+        cat_maps=cat_maps,
+        preprocessing=Preprocessing(mode="roi", size=64),
+        threshold=0.5,
+    )
+    config = TrainConfig(weights=None, init_from=str(tmp_path / "run"))
+    model, init = build_model(config, cat_maps=cat_maps, heads=("malignancy", "outline"))
+    assert init.startswith("run:run")
+    torch.testing.assert_close(model.cnn.conv1.weight, source.cnn.conv1.weight)
+    torch.testing.assert_close(model.outline.out.weight, source.outline.out.weight)
+    with pytest.raises(InputError) as err:
+        build_model(
+            TrainConfig(weights=None, arch="resnet10n", init_from=str(tmp_path / "run")),
+            cat_maps=cat_maps,
+            heads=("malignancy",),
+        )
+    assert err.value.field == "init_from"
