@@ -8,9 +8,11 @@ and nothing here does anything.
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.distributed as torch_dist
@@ -21,9 +23,9 @@ __all__ = [
     "init_distributed",
     "close_distributed",
     "broadcast_int",
+    "broadcast_json",
     "unwrap",
     "wrap_ddp",
-    "forward_heads",
 ]
 
 log = logging.getLogger(__name__)
@@ -90,46 +92,35 @@ def broadcast_int(value: int, ctx: DistContext | None) -> int:
     return int(t.item())
 
 
-class _AllHeads(torch.nn.Module):
-    """What DDP wraps: the model's ``forward``, or ``forward_heads`` with ``all_heads=True``.
-
-    DDP only synchronises gradients of computations that go through its own
-    ``forward``, so a step loss that needs every head must call the wrapper,
-    never ``model.module.forward_heads`` (see :func:`forward_heads`).
-    """
-
-    def __init__(self, model: torch.nn.Module) -> None:
-        super().__init__()
-        self.model = model
-
-    def forward(
-        self, img: torch.Tensor, clin: torch.Tensor | None = None, *, all_heads: bool = False
-    ) -> torch.Tensor | dict[str, torch.Tensor]:
-        if all_heads:
-            return self.model.forward_heads(img, clin)
-        return self.model(img, clin)
+def broadcast_json(value: Any, ctx: DistContext | None) -> Any:
+    """Rank 0's JSON-serialisable ``value`` on every rank (as JSON bytes, never a pickle)."""
+    if ctx is None:
+        return value
+    backend = torch_dist.get_backend()
+    device = torch.device("cuda", torch.cuda.current_device()) if backend == "nccl" else None
+    data = json.dumps(value).encode() if ctx.is_main else b""
+    size = broadcast_int(len(data), ctx)
+    buf = torch.zeros(size, dtype=torch.uint8, device=device)
+    if ctx.is_main:
+        buf.copy_(torch.frombuffer(bytearray(data), dtype=torch.uint8))
+    torch_dist.broadcast(buf, src=0)
+    return json.loads(bytes(buf.cpu().tolist()).decode())
 
 
 def wrap_ddp(model: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
-    """``model`` (already on ``device``) wrapped for data-parallel training."""
+    """``model`` (already on ``device``) wrapped for data-parallel training.
+
+    DDP synchronises gradients only of what goes through its own ``forward``: a
+    step loss that needs every head calls ``model(img, clin, all_heads=True)``,
+    never ``model.module.forward_heads``.
+    """
     ids = [device.index] if device.type == "cuda" else None
     # A step loss may leave parameters without a gradient (a head it does not train,
     # the ignored branch of a one-modality model); DDP must then look for them.
     partial = len(getattr(model, "heads", ())) > 1 or getattr(model, "modalities", "both") != "both"
-    return DistributedDataParallel(_AllHeads(model), device_ids=ids, find_unused_parameters=partial)
+    return DistributedDataParallel(model, device_ids=ids, find_unused_parameters=partial)
 
 
 def unwrap(model: torch.nn.Module) -> torch.nn.Module:
     """The model inside a DDP wrapper (``model`` itself otherwise)."""
-    if isinstance(model, DistributedDataParallel):
-        model = model.module
-    return model.model if isinstance(model, _AllHeads) else model
-
-
-def forward_heads(
-    model: torch.nn.Module, img: torch.Tensor, clin: torch.Tensor | None = None
-) -> dict[str, torch.Tensor]:
-    """``model.forward_heads(img, clin)``, also through a DDP wrapper (gradients synchronised)."""
-    if isinstance(model, DistributedDataParallel):
-        return model(img, clin, all_heads=True)
-    return model.forward_heads(img, clin)
+    return model.module if isinstance(model, DistributedDataParallel) else model

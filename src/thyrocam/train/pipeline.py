@@ -24,6 +24,7 @@ from thyrocam.model import resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.distributed import (
     DistContext,
+    broadcast_json,
     close_distributed,
     init_distributed,
     unwrap,
@@ -142,7 +143,8 @@ def _train(
         dist=dist,
     )
     if not main:
-        return {}
+        # Rank 0 scores and writes; the others wait for its metrics and return them.
+        return broadcast_json(None, dist)
     model = unwrap(model)
     model.load_state_dict(result.best_state)
     scores = score_fitted(model, val_loader=val_dl, test_loader=test_dl, device=device)
@@ -165,7 +167,7 @@ def _train(
         split=prepared.split_record(),
         problems=prepared.problems,
     )
-    return metrics
+    return broadcast_json(metrics, dist)
 
 
 def prepare_data(
