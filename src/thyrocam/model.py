@@ -46,7 +46,6 @@ Arch = Literal["resnet18", "resnet50", "resnet10n"]
 Modalities = Literal["both", "image", "clinical"]
 
 
-
 def _resnet10n(*, weights: None = None, width: int = 16) -> models.ResNet:
     """torchvision's ResNet class with one BasicBlock per stage and narrow stages."""
     net = models.ResNet(models.resnet.BasicBlock, [1, 1, 1, 1])
