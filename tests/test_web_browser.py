@@ -235,6 +235,12 @@ DESCRIPTORS = {
 }  # calcifications left "not recorded": its contribution must be exactly 0
 
 
+def signed(value: float) -> str:
+    """How the page writes a contribution: two decimals, a sign unless it rounds to 0."""
+    digits = f"{abs(value):.2f}"
+    return digits if digits == "0.00" else f"{'+' if value > 0 else '−'}{digits}"
+
+
 def fill_descriptors(page) -> None:
     for field, value in DESCRIPTORS.items():
         if field == "age":
@@ -314,7 +320,7 @@ def test_an_explanation_with_descriptors_shows_the_contribution_bars(page, serve
         attributions = body["attributions"]
         value = sum(attributions.values()) if field == "total" else attributions[field]
         shown = row.locator(".attr-value").inner_text()
-        assert shown == f"{'+' if value >= 0 else '−'}{abs(value):.2f}", field
+        assert shown == signed(value), field
         bar = row.locator(".attr-bar")
         side = "attr-bar--pos" if value >= 0 else "attr-bar--neg"
         assert side in bar.get_attribute("class").split(), field
@@ -387,5 +393,5 @@ def test_an_empty_map_says_which_way_the_image_pushed(page, server, app, synth_d
     assert STRINGS[lang][f"toward_{direction}"] in text
     # ... and points at the descriptors' contributions, which are on the page.
     delta = sum(body["attributions"].values())
-    assert f"{'+' if delta >= 0 else '−'}{abs(delta):.2f}" in text
+    assert signed(delta) in text
     assert page.is_visible("#attributions")

@@ -678,7 +678,11 @@
     }
     $("target").append(group);
   }
-  const signed = (v) => `${v >= 0 ? "+" : "−"}${Math.abs(v).toFixed(2)}`;
+  // Two decimals with the sign; what rounds to zero shows no sign (no "−0.00").
+  const signed = (v) => {
+    const digits = Math.abs(v).toFixed(2);
+    return digits === "0.00" ? digits : `${v > 0 ? "+" : "−"}${digits}`;
+  };
   const sigmoid = (z) => 1 / (1 + Math.exp(-z));
 
   function renderCamText(body) {
