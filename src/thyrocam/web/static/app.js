@@ -485,7 +485,9 @@
       ]),
     );
     const tbody = el("tbody");
-    for (const [field, guess] of Object.entries(body.estimated)) {
+    // The form's order (JSON objects arrive with sorted keys).
+    for (const field of cfg.fields.filter((f) => body.estimated[f])) {
+      const guess = body.estimated[field];
       const entered = body.clinical[field];
       const known = entered !== null && entered !== undefined;
       tbody.append(
