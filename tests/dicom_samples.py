@@ -171,3 +171,21 @@ def to_bytes(ds, *, preamble: bool = True) -> bytes:
     del bare.file_meta
     pydicom.dcmwrite(buf, bare, implicit_vr=False, little_endian=True)
     return buf.getvalue()
+
+
+def post(client, path: str, data: dict):
+    """``client.post(path, data=data)``, closing the request body afterwards.
+
+    Werkzeug's test client spools a multipart body over 500 kB (a DICOM upload) to
+    a temporary file that it never closes; left to the garbage collector it shows
+    up as a ResourceWarning in whichever test runs next.
+    """
+    from werkzeug.test import EnvironBuilder
+
+    builder = EnvironBuilder(path=path, method="POST", data=data)
+    environ = builder.get_environ()
+    try:
+        return client.open(environ)
+    finally:
+        environ["wsgi.input"].close()
+        builder.close()

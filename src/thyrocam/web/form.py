@@ -30,6 +30,7 @@ __all__ = [
     "image_bytes",
     "clinical",
     "roi",
+    "frame",
     "alpha",
     "method",
     "target",
@@ -102,6 +103,25 @@ def clinical(request: Request) -> dict[str, str] | None:
 def roi(request: Request) -> Box | None:
     """``roi=x0,y0,x1,y1`` in frame pixels, or ``None``."""
     return parse_box(request.form.get("roi"))
+
+
+def frame(request: Request) -> int:
+    """``frame``: which frame of a multi-frame DICOM (from 0; default 0).
+
+    The range is checked where the file is decoded (:mod:`thyrocam.imaging`, 422).
+    """
+    text = request.form.get("frame", "").strip()
+    if not text:
+        return 0
+    try:
+        return int(text)
+    except ValueError:
+        raise InputError(
+            f"frame: got {text!r}; allowed: a whole number from 0",
+            field="frame",
+            value=text,
+            allowed="0, 1, 2, ...",
+        ) from None
 
 
 def alpha(request: Request) -> float:

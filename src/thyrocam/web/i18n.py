@@ -93,6 +93,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "overlay": "Heatmap",
         "opacity": "Heatmap opacity",
         "download": "Download PNG",
+        "download_dicom": "Download DICOM",
         "cam_note": "Warm colours mark the regions that pushed the score most toward the "
         "explained class. The map shows where the network looked, not a diagnosis.",
         "cam_explained": "Evidence for: {target}",
@@ -201,6 +202,7 @@ STRINGS: dict[str, dict[str, str]] = {
         "overlay": "Mapa de calor",
         "opacity": "Opacidad del mapa",
         "download": "Descargar PNG",
+        "download_dicom": "Descargar DICOM",
         "cam_note": "Los colores cálidos marcan las regiones que más empujaron la puntuación "
         "hacia la clase explicada. El mapa muestra dónde miró la red, no un diagnóstico.",
         "cam_explained": "Evidencia de: {target}",

@@ -31,8 +31,14 @@ _IMAGE_ERRORS = {
     "400": _error("neither `file` nor `filename` (or both), or a malformed field"),
     "404": _error("`filename` is not a file in the upload folder"),
     "413": _error("request or image too large (bytes or pixels)"),
-    "415": _error("not a decodable image"),
-    "422": _error("a descriptor outside its vocabulary or range"),
+    "415": _error(
+        "not a decodable image; DICOM: truncated, no pixel data, unsupported transfer syntax"
+    ),
+    "422": _error(
+        "a descriptor outside its vocabulary or range; a `target` naming an unknown field "
+        "or value, or a head the run lacks; DICOM: zero frames, `frame` out "
+        "of range, an ultrasound region outside the image"
+    ),
     "503": _error("no model loaded (see /health)"),
 }
 
@@ -58,6 +64,12 @@ def _image_form(*, explain: bool) -> dict[str, Any]:
             "type": "string",
             "example": "120,80,300,240",
             "description": "nodule box x0,y0,x1,y1 in frame pixels",
+        },
+        "frame": {
+            "type": "integer",
+            "minimum": 0,
+            "default": 0,
+            "description": "which frame of a multi-frame DICOM upload (from 0)",
         },
     }
     for name in FIELDS[:-1]:
@@ -93,6 +105,13 @@ def _image_form(*, explain: bool) -> dict[str, Any]:
             "enum": ["0", "1"],
             "description": "1: also each descriptor's exact Shapley value for the logit",
         }
+        props["dicom"] = {
+            "type": "string",
+            "enum": ["0", "1"],
+            "description": "1: answer `application/zip` (thyrocam-dicom.zip) holding a "
+            "Secondary Capture of the overlay and a Comprehensive SR of the result, in the "
+            "source's study (a new study for a non-DICOM image), instead of JSON",
+        }
     return {
         "required": True,
         "content": {"multipart/form-data": {"schema": {"type": "object", "properties": props}}},
@@ -125,6 +144,29 @@ def _schemas() -> dict[str, Any]:
             "tirads": {"$ref": "#/components/schemas/Tirads"},
             "roi": {"type": "array", "items": number, "nullable": True},
             "warnings": {"type": "array", "items": {"type": "string"}},
+            "frame": {
+                "type": "integer",
+                "nullable": True,
+                "description": "the DICOM frame used; null for an ordinary image",
+            },
+            "spacing_mm": {
+                "type": "array",
+                "items": number,
+                "nullable": True,
+                "description": "[dx, dy] mm per pixel from the DICOM header; null when unknown",
+            },
+            "region": {
+                "type": "array",
+                "items": number,
+                "nullable": True,
+                "description": "the ultrasound tissue region the network saw (frame pixels)",
+            },
+            "roi_mm": {
+                "type": "array",
+                "items": number,
+                "nullable": True,
+                "description": "`roi` in mm from the region's top-left corner",
+            },
             "filename": {
                 "type": "string",
                 "nullable": True,
@@ -307,7 +349,16 @@ def build_spec(*, version: str) -> dict[str, Any]:
                     "summary": "the prediction plus a CAM overlay and the raw CAM grid",
                     "requestBody": _image_form(explain=True),
                     "responses": {
-                        "200": _json("the explanation", "Explanation"),
+                        "200": {
+                            "description": "the explanation (JSON); with dicom=1 a zip "
+                            "of the DICOM SC and SR (application/zip)",
+                            "content": {
+                                **_json("", "Explanation")["content"],
+                                "application/zip": {
+                                    "schema": {"type": "string", "format": "binary"}
+                                },
+                            },
+                        },
                         **_IMAGE_ERRORS,
                     },
                 }

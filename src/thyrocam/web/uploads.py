@@ -93,6 +93,8 @@ def sniff_suffix(data: bytes) -> str:
     """A file extension from the first bytes (``.img`` when unknown)."""
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return ".webp"
+    if data[128:132] == b"DICM":  # DICOM Part 10: the magic follows a 128-byte preamble
+        return ".dcm"
     for magic, suffix in _MAGIC:
         if data.startswith(magic):
             return suffix

@@ -6,6 +6,9 @@ validation of descriptors and images happens in the layers that own them.
 
 from __future__ import annotations
 
+import io
+import zipfile
+
 from flask import (
     Blueprint,
     Response,
@@ -21,7 +24,7 @@ from flask import (
 from thyrocam import __version__
 from thyrocam.clinical import AGE_RANGE, FIELDS, TIRADS_FEATURES, VOCABULARY
 from thyrocam.explain import METHODS
-from thyrocam.predictor import NO_NODULE_WARNING, ROI_FALLBACK_WARNING, Predictor
+from thyrocam.predictor import NO_NODULE_WARNING, ROI_FALLBACK_WARNING, Explanation, Predictor
 from thyrocam.web import form
 from thyrocam.web.errors import ModelUnavailableError, UnknownExampleError
 from thyrocam.web.i18n import LANG_COOKIE, LANGUAGES, STRINGS, VOCAB_LABELS, pick_language
@@ -162,7 +165,9 @@ def openapi() -> Response:
 def predict() -> Response:
     predictor = _predictor()
     data, name = _image()
-    prediction = predictor.predict(data, form.clinical(request), roi=form.roi(request))
+    prediction = predictor.predict(
+        data, form.clinical(request), roi=form.roi(request), frame=form.frame(request)
+    )
     return jsonify(prediction_body(prediction, filename=_stored_name(data, name)))
 
 
@@ -172,12 +177,12 @@ def explain() -> Response:
     also each descriptor's Shapley value."""
     predictor = _predictor()
     data, name = _image()
-    clinical, roi = form.clinical(request), form.roi(request)
+    clinical, roi, frame = form.clinical(request), form.roi(request), form.frame(request)
     alpha, attributions = form.alpha(request), form.flag(request, "attributions")
     target = form.target(request)
     if target == form.AUTO_TARGET:
         # One extra forward pass: the gradient needs its target before it is taken.
-        target = predictor.predict(data, clinical, roi=roi).label
+        target = predictor.predict(data, clinical, roi=roi, frame=frame).label
     exp = predictor.explain(
         data,
         clinical,
@@ -186,8 +191,29 @@ def explain() -> Response:
         target=target,
         alpha=alpha,
         attributions=attributions,
+        frame=frame,
     )
+    if form.flag(request, "dicom"):
+        # The DICOM results (SC + SR) as one zip download; see openapi.py.
+        return _dicom_zip_response(exp)
     return jsonify(explanation_body(exp, filename=_stored_name(data, name)))
+
+
+def _dicom_zip_response(exp: Explanation) -> Response:
+    """``dicom=1``: the Secondary Capture and Comprehensive SR as ``thyrocam-dicom.zip``.
+
+    They carry the source's patient and study (to be filed in its PACS), so they
+    go only to whoever sent the file, as a download, never into JSON or logs.
+    """
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+        for name, data in exp.to_dicom().files().items():
+            zf.writestr(name, data)
+    response = make_response(buf.getvalue())
+    response.headers["Content-Type"] = "application/zip"
+    response.headers["Content-Disposition"] = 'attachment; filename="thyrocam-dicom.zip"'
+    response.headers["Cache-Control"] = "no-store"
+    return response
 
 
 @bp.get("/examples")

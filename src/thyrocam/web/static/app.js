@@ -337,6 +337,8 @@
       renderResult(body);
       if (withExplain) await renderCam(body);
       else $("cam-card").classList.add("hidden");
+      // A DICOM upload (the answer names its frame) can have its results as DICOM too.
+      $("download-dicom-btn").classList.toggle("hidden", !withExplain || body.frame == null);
     } catch (err) {
       showError(err.message);
     } finally {
@@ -653,6 +655,37 @@
     const value = Number($("opacity").value);
     $("opacity-value").textContent = `${value} %`;
     if (state.cam) blend(value / 100);
+  });
+
+  // dicom=1: the same explanation as a Secondary Capture + Comprehensive SR (a zip).
+  $("download-dicom-btn").addEventListener("click", async () => {
+    hideError();
+    const form = buildForm(true);
+    if (state.result && state.result.requestedTarget) form.set("target", state.result.requestedTarget);
+    form.append("dicom", "1");
+    let response;
+    try {
+      response = await fetch("explain", { method: "POST", body: form });
+    } catch {
+      showError(t("err_network"));
+      return;
+    }
+    if (!response.ok) {
+      let detail = response.statusText;
+      try {
+        detail = (await response.json()).error || detail;
+      } catch {
+        // not JSON: keep the status text
+      }
+      showError(`${response.status} · ${detail}`);
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: "thyrocam-dicom.zip" });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    URL.revokeObjectURL(url);
   });
 
   $("download-btn").addEventListener("click", () => {
