@@ -19,7 +19,7 @@ from thyrocam.imaging import (
     Box,
     FrameMapping,
     Preprocessing,
-    load_image,
+    load_frame,
     nodule_box,
     polygons_to_mask,
     to_tensor,
@@ -101,6 +101,7 @@ class ThyroidDataset(torch.utils.data.Dataset):
         self.outline_input = outline_input
         self._us_augment = ultrasound_augmentation()
         self._frames: dict[int, Image.Image] = {}
+        self._regions: dict[int, Box | None] = {}  # DICOM ultrasound tissue regions
         self._masks: dict[int, Image.Image | None] = {}
         self._encoded = [encode_clinical_with_mask(s.clinical, cat_maps)[0] for s in self.samples]
         self._descriptors = [descriptor_targets(s.clinical, cat_maps) for s in self.samples]
@@ -111,8 +112,14 @@ class ThyroidDataset(torch.utils.data.Dataset):
     def frame(self, i: int) -> Image.Image:
         """The decoded RGB frame of sample ``i`` (cached)."""
         if i not in self._frames:
-            self._frames[i] = load_image(self.samples[i].image_path)
+            got = load_frame(self.samples[i].image_path)
+            self._frames[i], self._regions[i] = got.image, got.region
         return self._frames[i]
+
+    def region(self, i: int) -> Box | None:
+        """The DICOM tissue region of sample ``i``: what the network sees, as at inference."""
+        self.frame(i)
+        return self._regions[i]
 
     def mask(self, i: int) -> Image.Image | None:
         """The nodule mask of sample ``i`` at the frame's size (``"L"``, 0/255), or ``None``.
@@ -146,7 +153,7 @@ class ThyroidDataset(torch.utils.data.Dataset):
         roi = self.roi(i)
         if self.augment and roi is not None:
             roi = self._jitter_box(roi)
-        img, mapping = self.preprocessing.apply(self.frame(i), roi=roi)
+        img, mapping = self.preprocessing.apply(self.frame(i), roi=roi, region=self.region(i))
         clin = self._encode_with_dropout(sample) if self.augment else self._encoded[i]
         label = torch.tensor(float(sample.label))
         if not self.targets:
@@ -164,7 +171,9 @@ class ThyroidDataset(torch.utils.data.Dataset):
             "descriptors": torch.from_numpy(self._descriptors[i]),
         }
         if self.outline_input is not None:
-            frame_img, frame_map = self.outline_input.apply(self.frame(i), roi=None)
+            frame_img, frame_map = self.outline_input.apply(
+                self.frame(i), roi=None, region=self.region(i)
+            )
             item["frame"], item["frame_mask"] = self._with_mask(i, frame_img, frame_map)
         return item
 

@@ -251,14 +251,19 @@ def _region_and_spacing(
             x1, y1 = int(item.RegionLocationMaxX1), int(item.RegionLocationMaxY1)
         except (AttributeError, TypeError, ValueError):
             x0 = y0 = x1 = y1 = -1
-        if not (0 <= x0 <= x1 < cols and 0 <= y0 <= y1 < rows):
+        # Exports that shrink a frame often keep the scanner's regions, which then
+        # reach past the image: such a region is clipped. One with no pixel in the
+        # image, or with its corners swapped, is an error.
+        cx0, cy0, cx1, cy1 = max(x0, 0), max(y0, 0), min(x1, cols - 1), min(y1, rows - 1)
+        if not (x0 <= x1 and y0 <= y1 and cx0 <= cx1 and cy0 <= cy1):
             raise DicomFrameError(
                 f"dicom: SequenceOfUltrasoundRegions: tissue region ({x0}, {y0})-({x1}, {y1}) "
                 f"lies outside the {cols}x{rows} image; allowed: a region inside the image",
                 field="SequenceOfUltrasoundRegions",
                 value=[x0, y0, x1, y1],
-                allowed=f"0 <= x0 <= x1 < {cols}, 0 <= y0 <= y1 < {rows}",
+                allowed=f"min <= max, overlapping 0..{cols - 1} x 0..{rows - 1}",
             )
+        x0, y0, x1, y1 = cx0, cy0, cx1, cy1
         area = (x1 - x0 + 1) * (y1 - y0 + 1)
         if area > best_area:  # strictly larger: the first region wins a tie
             best, best_area = ((float(x0), float(y0), float(x1 + 1), float(y1 + 1)), item), area
