@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -216,6 +219,38 @@ def test_image_folder_shards_overlays_and_unreadable_files(
             with Image.open(out / row["overlay_path"]) as overlay:
                 assert overlay.size == (560, 360)
             assert json.loads((out / "rows" / f"{row['id']}.json").read_text())["id"] == row["id"]
+
+
+_KILL_AFTER_FIRST_BATCH = """
+import os, signal, sys
+from thyrocam.batch import explain_batch
+
+def kill(stored):
+    os.kill(os.getpid(), signal.SIGKILL)  # no finally, no atexit: a real kill
+
+explain_batch(sys.argv[1], sys.argv[2], out=sys.argv[3], batch_size=4, device="cpu",
+              progress=False, on_batch=kill)
+"""
+
+
+def test_a_killed_process_leaves_whole_files_and_resumes(
+    archive: Path, tiny_run: Path, tmp_path: Path
+) -> None:
+    folder = tmp_path / "images"
+    folder.mkdir()
+    for src in sorted(archive.glob("*_1.jpg"))[:10]:
+        shutil.copy(src, folder / src.name)
+    out = tmp_path / "out"
+    argv = [sys.executable, "-c", _KILL_AFTER_FIRST_BATCH, str(tiny_run), str(folder), str(out)]
+    done = subprocess.run(argv, capture_output=True, text=True, timeout=600)
+    assert done.returncode == -signal.SIGKILL, done.stderr[-2000:]
+    finished = sorted(p.stem for p in (out / "rows").glob("*.json"))
+    assert len(finished) == 4 and not (out / "index.parquet").exists()
+    for name in finished:  # every file a finished row points to is whole
+        assert np.load(out / "cams" / f"{name}.npy").shape == (64, 64)
+    summary = explain_batch(tiny_run, folder, out=out, batch_size=4, progress=False)
+    assert (summary.skipped, summary.computed) == (4, 6)
+    assert len(_index(out)) == 10
 
 
 def test_shards_partition_the_items(archive: Path) -> None:

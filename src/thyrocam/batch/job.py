@@ -87,7 +87,9 @@ def _check_options(
         )
 
 
-def _open_store(run_dir: Path, data: str | os.PathLike, out, *, method: str, target: str):
+def _open_store(
+    run_dir: Path, data: str | os.PathLike, out: str | os.PathLike, *, method: str, target: str
+) -> ResultStore:
     meta = read_meta(run_dir)
     return ResultStore(
         out,

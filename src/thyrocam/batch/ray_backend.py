@@ -73,14 +73,13 @@ class _RayExplainer:
 
         torch.set_num_threads(threads)
         self.explainer = BatchExplainer(run, **options)
-        self.dataset = self.explainer.dataset([])
         self.size = self.explainer.input_size
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         items = [_row_to_item(batch, i) for i in range(len(batch["id"]))]
-        self.dataset.items = items
+        dataset = self.explainer.dataset(items)
         results = self.explainer.explain_collated(
-            collate_items([self.dataset[i] for i in range(len(items))])
+            collate_items([dataset[i] for i in range(len(items))])
         )
         blank = np.zeros((self.size, self.size), np.float16)
         return {
