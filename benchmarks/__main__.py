@@ -21,7 +21,7 @@ import torch
 
 from benchmarks._common import Row, describe_machine, make_data, make_run
 
-SECTIONS = ("explain", "batch", "web", "explain-batch", "train")
+SECTIONS = ("explain", "batch", "gpu", "web", "explain-batch", "train")
 
 
 def _explain_rows(repeats: int) -> list[Row]:
@@ -108,9 +108,18 @@ def main(argv: list[str] | None = None) -> int:
 
             return batch_cost.run(size=224, batches=(1, 8, 16, 32), repeats=10 if full else 3)
 
+        def gpu_rows() -> list[Row]:
+            from benchmarks import gpu
+
+            if not torch.cuda.is_available():
+                return []
+            run224 = make_run(tmp / "run_224", size=224)
+            return gpu.run(run224, batch=32, repeats=20 if full else 5)
+
         sections: dict[str, Callable[[], list[Row]]] = {
             "explain": lambda: _explain_rows(30 if full else 10),
             "batch": cost_rows,
+            "gpu": gpu_rows,
             "web": web_rows,
             "explain-batch": batch_rows,
             "train": train_rows,
