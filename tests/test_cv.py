@@ -75,6 +75,8 @@ def test_cv_writes_json_and_html(synth_dir: Path, tmp_path: Path) -> None:
     for name in ("both", "image"):
         m = saved["models"][name]
         assert all(0.0 <= d <= 1.0 for d in m["dice"])
+        assert all(0.0 <= r <= 1.0 for r in m["autobox_hit_rate"])
+        assert 0.0 <= m["centre_prior_inside_mean"] <= 1.0
         assert 0.0 <= m["descriptor_accuracy_mean"] <= 1.0
     assert "dice" not in saved["models"]["clinical"]
     assert result["models"]["image"]["auc"] == saved["models"]["image"]["auc"]
@@ -92,3 +94,18 @@ def test_cli_cv_rejects_bad_models_and_writes_nothing(
     assert not out.exists()
     assert main(["cv", str(synth_dir), "--out", str(out), "--folds", "1"]) == 2
     assert not out.exists()
+
+
+def test_autobox_iou_is_the_largest_components_box_overlap() -> None:
+    from thyrocam.cv import _box_ious
+
+    truth = torch.zeros(3, 1, 20, 20, dtype=torch.bool)
+    pred = torch.zeros_like(truth)
+    truth[:, 0, 4:12, 4:12] = True  # an 8x8 nodule
+    pred[0, 0, 4:12, 4:12] = True  # found exactly
+    pred[1, 0, 4:12, 8:16] = True  # shifted by half: IoU 32 / 96
+    pred[1, 0, 0, 0] = True  # a speck elsewhere: not the largest component
+    # frame 2: nothing found -> IoU 0; a frame without an outline is not counted
+    ious = _box_ious(pred, truth, torch.tensor([1.0, 1.0, 1.0]))
+    assert ious == pytest.approx([1.0, 32 / 96, 0.0])
+    assert _box_ious(pred, truth, torch.tensor([0.0, 1.0, 0.0])) == pytest.approx([32 / 96])

@@ -34,12 +34,15 @@ from thyrocam.clinical import encode_clinical_with_mask, fit_cat_maps
 from thyrocam.data import Sample, ThyroidDataset, prepare_samples
 from thyrocam.errors import DataError, InputError
 from thyrocam.explain import GradCAM
+from thyrocam.explain.measures import centre_map
 from thyrocam.metrics import binary_metrics
 from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, default_target_layer, resolve_device
+from thyrocam.predictor.autobox import MASK_THRESHOLD, MIN_NODULE_FRACTION, largest_component
 from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.fit import WarmupCosine, train_one_epoch
 from thyrocam.train.recipe import (
     build_model,
+    load_matching,
     outline_input,
     run_heads,
     step_loss_for,
@@ -134,12 +137,34 @@ def _descriptor_lr(train_s: list[Sample], test_s: list[Sample], cat_maps: dict) 
     return _score(1.0 / (1.0 + np.exp(-logits)), np.array([s.label for s in test_s]))
 
 
+def _pretrain_once(config: TrainConfig, samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """The synthetic pretraining every fold starts from (no DDTI label is seen).
+
+    Done once rather than per fold and network: it depends on no fold. The
+    descriptor vocabulary is read from all cases (values, never labels).
+    """
+    cat_maps = fit_cat_maps([s.clinical for s in samples])
+    cfg = replace(config, modalities="both")
+    model, _ = build_model(cfg, cat_maps=cat_maps, heads=run_heads(cfg, samples))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
 def _fit_fold(
-    config: TrainConfig, train_s: list[Sample], cat_maps: dict, device: torch.device
+    config: TrainConfig,
+    train_s: list[Sample],
+    cat_maps: dict,
+    device: torch.device,
+    *,
+    start: dict[str, torch.Tensor] | None = None,
 ) -> ThyroidNet:
-    """Train one fold's network for ``config.epochs`` epochs; the last weights are kept."""
+    """Train one fold's network for ``config.epochs`` epochs; the last weights are kept.
+
+    ``start``: weights to begin from (those whose name and shape fit this network).
+    """
     heads = run_heads(config, train_s) if config.modalities != "clinical" else ("malignancy",)
     model, _ = build_model(config, cat_maps=cat_maps, heads=heads)
+    if start is not None and config.modalities != "clinical":
+        load_matching(model, start)
     model.to(device)
     ds = train_dataset(config, train_s, cat_maps=cat_maps, heads=heads, seed=config.seed)
     ds.preload()
@@ -189,7 +214,7 @@ def _score_network(
         targets=True,
         outline_input=outline_input(config) if "outline" in model.heads else None,
     )
-    probs, labels, dices = [], [], []
+    probs, labels, dices, ious = [], [], [], []
     hits = {f: [] for f in DESCRIPTOR_FIELDS}
     for batch in DataLoader(ds, batch_size=config.batch_size, shuffle=False):
         out = model.forward_heads(batch["image"].to(device), batch["clinical"].to(device))
@@ -201,11 +226,15 @@ def _score_network(
                 pred = out[f].argmax(1).cpu()
                 hits[f] += (pred == t)[t >= 0].tolist()
         if "outline" in model.heads:
-            pred = model.forward_heads(batch["frame"].to(device))["outline"].cpu() > 0
-            dices += _dice(pred, batch["frame_mask"] > 0.5, batch["has_mask"])
+            logits = model.forward_heads(batch["frame"].to(device))["outline"].cpu()
+            pred, truth = torch.sigmoid(logits) > MASK_THRESHOLD, batch["frame_mask"] > 0.5
+            dices += _dice(pred, truth, batch["has_mask"])
+            ious += _box_ious(pred, truth, batch["has_mask"])
     res = _score(np.concatenate(probs), np.concatenate(labels))
     if dices:
         res["dice"] = float(np.mean(dices))
+        res["autobox_iou"] = float(np.mean(ious))
+        res["autobox_hit_rate"] = float(np.mean(np.asarray(ious) >= 0.5))
     if "descriptors" in model.heads:
         per_field = {f: float(np.mean(v)) for f, v in hits.items() if v}
         res["descriptor_accuracy"] = float(np.mean(list(per_field.values()))) if per_field else None
@@ -222,11 +251,37 @@ def _dice(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[fl
     return dice[has > 0].tolist()
 
 
+def _box_ious(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[float]:
+    """IoU of the automatic box with the outline's box, per whole frame with an outline.
+
+    Both boxes are taken as the predictor takes them (the largest component; one
+    under ``MIN_NODULE_FRACTION`` of the input is no box, IoU 0). They are compared
+    in the network's whole-frame input, which maps to frame pixels by one scale and
+    offset, so the IoU is the frame's.
+    """
+    out = []
+    for p, t, h in zip(pred[:, 0].numpy(), truth[:, 0].numpy(), has.tolist(), strict=True):
+        if not h:
+            continue
+        got, want = largest_component(p), largest_component(t)
+        if want is None:
+            continue
+        if got is None or got[0] < MIN_NODULE_FRACTION * p.size:
+            out.append(0.0)
+            continue
+        (a0, b0, a1, b1), (c0, d0, c1, d1) = got[1], want[1]
+        inter = max(0, min(a1, c1) - max(a0, c0)) * max(0, min(b1, d1) - max(b0, d0))
+        union = (a1 - a0) * (b1 - b0) + (c1 - c0) * (d1 - d0) - inter
+        out.append(inter / union if union else 0.0)
+    return out
+
+
 def _cam_energy(
     model: ThyroidNet, ds: ThyroidDataset, device: torch.device, *, cam_cases: int
 ) -> dict:
-    """Mean share of Grad-CAM energy inside the outline, and the outline's mean area share."""
-    inside, share = [], []
+    """Mean share of Grad-CAM energy inside the outline, the outline's mean area share, and
+    the share a centred Gaussian (the report's centre-bias baseline) puts inside."""
+    inside, share, prior = [], [], []
     with torch.enable_grad(), GradCAM(model, default_target_layer(model)) as engine:
         for i in range(min(cam_cases, len(ds))):
             item = ds[i]
@@ -237,12 +292,19 @@ def _cam_energy(
             )
             mask = item["mask"][0].numpy() > 0.5
             if cam.sum() > 0 and mask.any():
+                centre = centre_map(mask.shape)
                 inside.append(float(cam[mask].sum() / cam.sum()))
                 share.append(float(mask.mean()))
+                prior.append(float(centre[mask].sum() / centre.sum()))
     if not inside:
         return {}
     e, a = float(np.mean(inside)), float(np.mean(share))
-    return {"cam_energy_inside": e, "outline_area_share": a, "cam_ratio": e / a if a else None}
+    return {
+        "cam_energy_inside": e,
+        "outline_area_share": a,
+        "cam_ratio": e / a if a else None,
+        "centre_prior_inside": float(np.mean(prior)),
+    }
 
 
 def cross_validate(
@@ -281,6 +343,15 @@ def cross_validate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     start = time.perf_counter()
+    pretrained = None
+    if config.pretrain_synthetic > 0 and any(m in ("both", "image") for m in models):
+        seed_everything(config.seed)
+        pretrained = _pretrain_once(config, samples)
+        log.info(
+            "synthetic pretraining (%d cases): %.0f s",
+            config.pretrain_synthetic,
+            time.perf_counter() - start,
+        )
     per_fold: dict[str, list[dict]] = {m: [] for m in models}
     for k, test_idx in enumerate(fold_idx):
         test_s = [samples[i] for i in test_idx]
@@ -292,9 +363,9 @@ def cross_validate(
             if name == "descriptor_lr":
                 res = _descriptor_lr(train_s, test_s, cat_maps)
             else:
-                cfg = replace(config, modalities=name, seed=config.seed + k)
+                cfg = replace(config, modalities=name, seed=config.seed + k, pretrain_synthetic=0)
                 seed_everything(cfg.seed)
-                model = _fit_fold(cfg, train_s, cat_maps, device)
+                model = _fit_fold(cfg, train_s, cat_maps, device, start=pretrained)
                 res = _score_network(model, cfg, test_s, cat_maps, device, cam_cases=cam_cases)
             res["seconds"] = time.perf_counter() - t0
             per_fold[name].append(res)
@@ -369,8 +440,11 @@ font-weight:600}.note{color:#555;font-size:.9rem}
 </tr>{% endfor %}</table>
 <p class="note">Sensitivity and specificity at P(malignant) &ge; {{ r.threshold }}.
 Dice: predicted outline on whole frames (the input of the automatic box).
+autobox hit rate: share of whole frames whose automatic box overlaps the outline's box
+with IoU &ge; 0.5.
 CAM energy inside: share of Grad-CAM energy inside the radiologist's outline on the crop;
-outline area share: the outline's share of the crop (what a map spread evenly would get).
+outline area share: the outline's share of the crop (what a map spread evenly would get);
+centre prior inside: the same share for a Gaussian at the crop's centre, which a CAM must beat.
 descriptor_lr: logistic regression on the descriptors alone, the line the other models must beat.
 </p></body></html>
 """
@@ -380,9 +454,11 @@ _COLUMNS = (
     "sensitivity",
     "specificity",
     "dice",
+    "autobox_hit_rate",
     "descriptor_accuracy",
     "cam_energy_inside",
     "outline_area_share",
+    "centre_prior_inside",
     "seconds",
 )
 

@@ -97,9 +97,7 @@ def build_model(
 
 def _load_matching(model: ThyroidNet, run: str) -> str:
     """Copy every tensor of ``run`` whose name and shape match (heads may differ)."""
-    source = load_run(run).model.state_dict()
-    own = model.state_dict()
-    matched = {k: v for k, v in source.items() if k in own and own[k].shape == v.shape}
+    matched = load_matching(model, load_run(run).model.state_dict())
     if "cnn.conv1.weight" not in matched:  # scalars such as BatchNorm counters always match
         raise InputError(
             f"init_from: run {run} has no backbone that fits {model.arch}; "
@@ -108,8 +106,15 @@ def _load_matching(model: ThyroidNet, run: str) -> str:
             value=str(run),
             allowed=model.arch,
         )
+    return f"run:{Path(run).name} ({len(matched)}/{len(model.state_dict())} tensors)"
+
+
+def load_matching(model: ThyroidNet, state: dict[str, torch.Tensor]) -> list[str]:
+    """Copy into ``model`` every tensor of ``state`` whose name and shape match; their names."""
+    own = model.state_dict()
+    matched = {k: v for k, v in state.items() if k in own and own[k].shape == v.shape}
     model.load_state_dict(matched, strict=False)
-    return f"run:{Path(run).name} ({len(matched)}/{len(own)} tensors)"
+    return list(matched)
 
 
 def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample]) -> StepLoss:
