@@ -174,7 +174,11 @@ def test_predictor_explains_with_every_method(tiny_run: Path, synth_dir: Path) -
     layers = predictor.target_layers("layercam-fused")
     assert len(layers) == 3 and layers[-1] is predictor.model.cnn.layer4[-1].conv2
     fused = LayerCAM(predictor.model, layers)
-    x = predictor.prepare_image(image)[1]
+    # The run has an outline head: without a box it crops around the nodule it finds.
+    located = predictor.predict(image, {"composition": "solid"})
+    assert located.roi_source in ("auto", "frame")
+    roi = located.roi if located.roi_source == "auto" else None
+    x = predictor.prepare_image(image, roi=roi)[1]
     clin = predictor.encode_clinical({"composition": "solid"})[1]
     expected = fused.compute(x, clinical=clin, target="benign").cam[0]
     np.testing.assert_allclose(maps["layercam-fused"], expected, atol=1e-6)

@@ -176,6 +176,41 @@ def deletion_insertion(
         blur_sigma: Gaussian sigma in input pixels; default side / ``BLUR_SIGMA_DIVISOR``.
         seed: order among pixels of equal map value.
     """
+    if x.dim() == 3:
+        x = x.unsqueeze(0)
+    size = tuple(x.shape[-2:])
+    cam = _check_curve_args(cam, target=target, steps=steps, size=size)
+    sigma = float(blur_sigma) if blur_sigma is not None else max(size) / BLUR_SIGMA_DIVISOR
+    kernel = 2 * int(np.ceil(3.0 * sigma)) + 1
+    kernel = min(kernel, 2 * ((min(size) - 1) // 2) + 1)
+    blurred = gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+
+    top, counts = _ranked_masks(cam, steps=steps, seed=seed)
+    top = top.to(device=x.device, dtype=x.dtype)
+    deleted = x * (1 - top) + blurred * top
+    inserted = blurred * (1 - top) + x * top
+    batch = torch.cat([deleted, inserted])
+    if clinical is None:
+        logits = model(batch)
+    else:
+        logits = model(batch, clinical.expand(len(batch), -1))
+    logits = logits.reshape(len(batch), -1)[:, 0].double()
+    probs = torch.sigmoid(logits if target == "malignant" else -logits).cpu().numpy()
+    fractions = counts / cam.size
+    deletion, insertion = probs[: steps + 1], probs[steps + 1 :]
+    return DeletionInsertion(
+        fractions=fractions,
+        deletion=deletion,
+        insertion=insertion,
+        deletion_auc=_auc(fractions, deletion),
+        insertion_auc=_auc(fractions, insertion),
+    )
+
+
+def _check_curve_args(
+    cam: np.ndarray, *, target: str, steps: int, size: tuple[int, int]
+) -> np.ndarray:
+    """Validate :func:`deletion_insertion`'s arguments; the map as float64 ``(H, W)``."""
     if target not in ("malignant", "benign"):
         raise InputError(
             f"target: got {target!r}; allowed: malignant, benign",
@@ -190,9 +225,6 @@ def deletion_insertion(
             value=steps,
             allowed=">= 1",
         )
-    if x.dim() == 3:
-        x = x.unsqueeze(0)
-    size = x.shape[-2:]
     cam = np.asarray(cam, dtype=np.float64)
     if cam.shape != tuple(size):
         raise InputError(
@@ -201,38 +233,22 @@ def deletion_insertion(
             value=cam.shape,
             allowed=tuple(size),
         )
-    sigma = float(blur_sigma) if blur_sigma is not None else max(size) / BLUR_SIGMA_DIVISOR
-    kernel = 2 * int(np.ceil(3.0 * sigma)) + 1
-    kernel = min(kernel, 2 * ((min(size) - 1) // 2) + 1)
-    blurred = gaussian_blur(x, [kernel, kernel], [sigma, sigma])
+    return cam
 
+
+def _ranked_masks(cam: np.ndarray, *, steps: int, seed: int) -> tuple[torch.Tensor, np.ndarray]:
+    """``top[k]``: the first ``counts[k]`` pixels in the map's order, ``(steps+1, 1, H, W)``.
+
+    Ties (the flat part of a map) are broken in a fixed random order.
+    """
     n = cam.size
     tiebreak = np.random.default_rng(seed).permutation(n)
     order = np.lexsort((tiebreak, -cam.ravel()))
     rank = np.empty(n, dtype=np.int64)
     rank[order] = np.arange(n)
     counts = np.round(np.linspace(0, n, steps + 1)).astype(np.int64)
-    # top[k]: the first counts[k] pixels in the map's order, as a (steps+1, 1, H, W) mask.
-    top = torch.from_numpy(rank.reshape(1, 1, *size) < counts[:, None, None, None])
-    top = top.to(device=x.device, dtype=x.dtype)
-    deleted = x * (1 - top) + blurred * top
-    inserted = blurred * (1 - top) + x * top
-    batch = torch.cat([deleted, inserted])
-    if clinical is None:
-        logits = model(batch)
-    else:
-        logits = model(batch, clinical.expand(len(batch), -1))
-    logits = logits.reshape(len(batch), -1)[:, 0].double()
-    probs = torch.sigmoid(logits if target == "malignant" else -logits).cpu().numpy()
-    fractions = counts / n
-    deletion, insertion = probs[: steps + 1], probs[steps + 1 :]
-    return DeletionInsertion(
-        fractions=fractions,
-        deletion=deletion,
-        insertion=insertion,
-        deletion_auc=_auc(fractions, deletion),
-        insertion_auc=_auc(fractions, insertion),
-    )
+    top = torch.from_numpy(rank.reshape(1, 1, *cam.shape) < counts[:, None, None, None])
+    return top, counts
 
 
 def randomized_copy(

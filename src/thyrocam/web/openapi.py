@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from thyrocam.clinical import AGE_RANGE, FIELDS, VOCABULARY
-from thyrocam.explain import CAM_METHODS
+from thyrocam.explain.methods import METHOD_CHOICES, METHOD_NAMES
 from thyrocam.predictor import LABEL_NAMES
 from thyrocam.web import form
 from thyrocam.web.i18n import LANGUAGES
@@ -87,7 +87,7 @@ def _image_form(*, explain: bool) -> dict[str, Any]:
         }
         props["method"] = {
             "type": "string",
-            "enum": list(CAM_METHODS),
+            "enum": list(METHOD_CHOICES),  # canonical names first, then aliases
             "default": form.DEFAULT_METHOD,
         }
         props["target"] = {
@@ -119,6 +119,8 @@ def _image_form(*, explain: bool) -> dict[str, Any]:
 
 
 def _schemas() -> dict[str, Any]:
+    # long: one literal table of the answer schemas, read top to bottom like the spec it
+    # becomes; cutting it into pieces would scatter each schema away from its neighbours.
     number = {"type": "number"}
     clinical = {
         "type": "object",
@@ -212,7 +214,7 @@ def _schemas() -> dict[str, Any]:
                         "type": "string",
                         "description": "the class explained (`auto` resolved to the predicted one)",
                     },
-                    "method": {"type": "string", "enum": list(CAM_METHODS)},
+                    "method": {"type": "string", "enum": list(METHOD_NAMES)},
                     "alpha": number,
                     "cam": {"$ref": "#/components/schemas/CamGrid"},
                     "attributions": {
@@ -299,6 +301,7 @@ def _schemas() -> dict[str, Any]:
 
 def build_spec(*, version: str) -> dict[str, Any]:
     """The OpenAPI 3.0 document (a JSON-serialisable dict) for this app."""
+    # long: the paths table as one literal, in the order the document lists them.
     return {
         "openapi": "3.0.3",
         "info": {
