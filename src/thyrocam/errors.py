@@ -5,10 +5,12 @@ message names the field, the value received and what is allowed, and whose
 ``code`` is a short machine-readable string the CLI and HTTP layers pass on.
 Each class also carries ``http_status``, the status the web app answers it with
 (inherited, so a new subclass answers like its parent unless it says otherwise).
+:func:`check_choice` raises the one message every "value from a fixed list" check uses.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 __all__ = [
@@ -22,6 +24,7 @@ __all__ = [
     "CheckpointError",
     "DataError",
     "TargetError",
+    "check_choice",
 ]
 
 
@@ -119,3 +122,26 @@ class CheckpointError(ThyrocamError, ValueError):
     """A run folder or checkpoint that is missing, corrupt or mismatched."""
 
     code = "bad_checkpoint"
+
+
+def check_choice(
+    value: Any,
+    *,
+    field: str,
+    allowed: Sequence[str],
+    label: str | None = None,
+    error: type[InputError] = InputError,
+) -> None:
+    """Raise ``error`` unless ``value`` is one of ``allowed``.
+
+    The message reads ``"<label>: got <value!r>; allowed: a, b, c"`` (``label``
+    defaults to ``field``); ``allowed`` is passed on unchanged as the error's
+    ``allowed``, so the CLI and HTTP layers list the same choices.
+    """
+    if value not in allowed:
+        raise error(
+            f"{label or field}: got {value!r}; allowed: {', '.join(allowed)}",
+            field=field,
+            value=value,
+            allowed=allowed,
+        )

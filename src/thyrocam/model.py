@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torchvision import models
 
-from thyrocam.errors import CheckpointError, InputError
+from thyrocam.errors import CheckpointError, InputError, check_choice
 
 __all__ = [
     "ARCHS",
@@ -101,20 +101,8 @@ class ThyroidNet(nn.Module):
         descriptor_classes: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
-        if arch not in ARCHS:
-            raise InputError(
-                f"arch: got {arch!r}; allowed: {', '.join(ARCHS)}",
-                field="arch",
-                value=arch,
-                allowed=ARCHS,
-            )
-        if modalities not in MODALITIES:
-            raise InputError(
-                f"modalities: got {modalities!r}; allowed: {', '.join(MODALITIES)}",
-                field="modalities",
-                value=modalities,
-                allowed=MODALITIES,
-            )
+        check_choice(arch, field="arch", allowed=ARCHS)
+        check_choice(modalities, field="modalities", allowed=MODALITIES)
         self.arch = arch
         self.clinical_dim = int(clinical_dim)
         self.modalities = modalities

@@ -23,7 +23,7 @@ from thyrocam.batch.engine import BatchExplainer, ItemResult, collate_items, wei
 from thyrocam.batch.items import Item, load_items, parse_shard, select_shard
 from thyrocam.batch.store import ResultStore
 from thyrocam.checkpoint import read_meta, resolve_run_dir
-from thyrocam.errors import InputError
+from thyrocam.errors import InputError, check_choice
 from thyrocam.explain import canonical_method
 
 __all__ = ["BatchSummary", "explain_batch"]
@@ -62,13 +62,7 @@ def _check_options(
     *, method: str, target: str, batch_size: int, workers: int, alpha: float, ray: bool
 ) -> None:
     canonical_method(method)
-    if target not in _TARGETS:
-        raise InputError(
-            f"target: got {target!r}; allowed: {', '.join(_TARGETS)}",
-            field="target",
-            value=target,
-            allowed=_TARGETS,
-        )
+    check_choice(target, field="target", allowed=_TARGETS)
     low_workers = 1 if ray else 0  # Ray needs at least one actor; locally 0 = main process
     for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, low_workers)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:

@@ -20,7 +20,7 @@ from typing import Literal, get_args
 from thyrocam.clinical import tirads_to_label
 from thyrocam.data.ddti import Case, Polygon, read_ddti
 from thyrocam.data.manifest import read_manifest
-from thyrocam.errors import DataError
+from thyrocam.errors import DataError, check_choice
 
 __all__ = [
     "LabelSource",
@@ -122,13 +122,7 @@ def cases_to_samples(
     Raises:
         DataError: ``label_source`` is not one of ``auto``, ``labels``, ``tirads``.
     """
-    if label_source not in _LABEL_SOURCES:
-        raise DataError(
-            f"label_source: got {label_source!r}; allowed: {', '.join(_LABEL_SOURCES)}",
-            field="label_source",
-            value=label_source,
-            allowed=_LABEL_SOURCES,
-        )
+    check_choice(label_source, field="label_source", allowed=_LABEL_SOURCES, error=DataError)
     samples: list[Sample] = []
     unlabelled: list[str] = []
     for case in cases:

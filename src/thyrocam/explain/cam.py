@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from thyrocam.errors import InputError
+from thyrocam.errors import InputError, check_choice
 
 __all__ = [
     "CamResult",
@@ -145,13 +145,7 @@ class BaseCAM:
         target: Target = "malignant",
     ) -> CamResult:
         """Like ``__call__`` but returns a :class:`CamResult` (maps, raw grid, logits)."""
-        if target not in TARGETS:
-            raise InputError(
-                f"target: got {target!r}; allowed: malignant, benign",
-                field="target",
-                value=target,
-                allowed=TARGETS,
-            )
+        check_choice(target, field="target", allowed=TARGETS)
         if x.dim() == 3:
             x = x.unsqueeze(0)
         if x.dim() != 4:

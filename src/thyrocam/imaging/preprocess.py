@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from thyrocam.errors import InputError
+from thyrocam.errors import InputError, check_choice
 from thyrocam.imaging.decode import DEFAULT_MAX_PIXELS, ImageSource, load_frame, load_image
 from thyrocam.imaging.geometry import (
     Box,
@@ -167,13 +167,7 @@ class Preprocessing:
     min_side: float = 0.0
 
     def __post_init__(self) -> None:
-        if self.mode not in PREPROCESS_MODES:
-            raise InputError(
-                f"preprocessing mode: got {self.mode!r}; allowed: {', '.join(PREPROCESS_MODES)}",
-                field="mode",
-                value=self.mode,
-                allowed=PREPROCESS_MODES,
-            )
+        check_choice(self.mode, field="mode", allowed=PREPROCESS_MODES, label="preprocessing mode")
         if not (16 <= int(self.size) <= 2048):
             raise InputError(
                 f"image size: got {self.size!r}; allowed: an integer from 16 to 2048",

@@ -19,7 +19,7 @@ import numpy as np
 
 from thyrocam.clinical import TIRADS_GRADES
 from thyrocam.data import Sample
-from thyrocam.errors import InputError
+from thyrocam.errors import InputError, check_choice
 from thyrocam.evaluate import Scored, score_samples
 from thyrocam.metrics import binary_metrics, calibration_curve, roc_auc, roc_curve
 from thyrocam.predictor import Predictor
@@ -181,13 +181,7 @@ def load_ablation_runs(
     """
     runs: dict[str, Predictor] = {}
     for kind, path in (ablation or {}).items():
-        if kind not in ABLATION_KINDS:
-            raise InputError(
-                f"ablation: got {kind!r}; allowed: {', '.join(ABLATION_KINDS)}",
-                field="ablation",
-                value=kind,
-                allowed=ABLATION_KINDS,
-            )
+        check_choice(kind, field="ablation", allowed=ABLATION_KINDS)
         pred = Predictor.load(path, device=device)
         modalities = pred.meta.get("modalities", "both")
         if modalities != kind:
