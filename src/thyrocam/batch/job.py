@@ -25,6 +25,7 @@ from thyrocam.batch.store import ResultStore
 from thyrocam.checkpoint import read_meta, resolve_run_dir
 from thyrocam.errors import InputError, check_choice
 from thyrocam.explain import canonical_method
+from thyrocam.explain.overlay import check_alpha
 
 __all__ = ["BatchSummary", "explain_batch"]
 
@@ -72,13 +73,7 @@ def _check_options(
                 value=value,
                 allowed=f">= {low}",
             )
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise InputError(
-            f"alpha: got {alpha!r}; allowed: a number from 0 to 1",
-            field="alpha",
-            value=alpha,
-            allowed="0..1",
-        )
+    check_alpha(alpha)
 
 
 def _open_store(

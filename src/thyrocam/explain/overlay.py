@@ -8,7 +8,18 @@ from PIL import Image
 
 from thyrocam.errors import InputError
 
-__all__ = ["overlay_cam_on_pil", "colorize_cam"]
+__all__ = ["overlay_cam_on_pil", "colorize_cam", "check_alpha"]
+
+
+def check_alpha(alpha: float) -> None:
+    """Raise ``InputError`` unless the overlay opacity ``alpha`` is in [0, 1]."""
+    if not 0.0 <= float(alpha) <= 1.0:
+        raise InputError(
+            f"alpha: got {alpha!r}; allowed: a number from 0 to 1",
+            field="alpha",
+            value=alpha,
+            allowed="0..1",
+        )
 
 
 def colorize_cam(cam: np.ndarray, *, cmap: str = "jet") -> np.ndarray:
@@ -37,13 +48,7 @@ def overlay_cam_on_pil(
         where: optional boolean ``(H, W)``: tint only there (e.g. the part of
             the frame the network saw, ``FrameMapping.visible_mask()``).
     """
-    if not 0.0 <= float(alpha) <= 1.0:
-        raise InputError(
-            f"alpha: got {alpha!r}; allowed: a number from 0 to 1",
-            field="alpha",
-            value=alpha,
-            allowed="0..1",
-        )
+    check_alpha(alpha)
     cam = np.asarray(cam, dtype=np.float32)
     if cam.ndim != 2:
         raise InputError(

@@ -21,9 +21,10 @@ from PIL import Image
 
 from thyrocam.checkpoint import load_run
 from thyrocam.clinical import FIELDS, acr_tirads, encode_clinical_with_mask, normalize_clinical
-from thyrocam.errors import CheckpointError, InputError
+from thyrocam.errors import CheckpointError
 from thyrocam.explain import get_method
 from thyrocam.explain.attribution import descriptor_attributions
+from thyrocam.explain.overlay import check_alpha
 from thyrocam.explain.targets import HeadOutput, available_targets, parse_target
 from thyrocam.imaging import (
     DEFAULT_MAX_PIXELS,
@@ -310,13 +311,7 @@ class Predictor:
             attributions: also compute the descriptors' Shapley values (64 passes of
                 the small descriptor branch; the image features are computed once).
         """
-        if not 0.0 <= float(alpha) <= 1.0:
-            raise InputError(
-                f"alpha: got {alpha!r}; allowed: a number from 0 to 1",
-                field="alpha",
-                value=alpha,
-                allowed="0..1",
-            )
+        check_alpha(alpha)
         goal = parse_target(target, heads=self.heads, cat_maps=self.cat_maps)
         spec = get_method(method)
         normalised, clin = self.encode_clinical(clinical)
