@@ -16,7 +16,7 @@ import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 from thyrocam.errors import DicomFrameError, ImageError, ImageTooLargeError
-from thyrocam.imaging.dicom import DICOM_PREAMBLE, looks_like_dicom, read_dicom
+from thyrocam.imaging.dicom import DICOM_PREAMBLE, check_pixel_count, looks_like_dicom, read_dicom
 from thyrocam.imaging.geometry import Box
 
 __all__ = ["DEFAULT_MAX_PIXELS", "ImageSource", "Frame", "load_frame", "load_image"]
@@ -174,13 +174,7 @@ def _load_pil(src: ImageSource, *, max_pixels: int) -> Image.Image:
             ) from None
     width, height = img.size
     # The header is read lazily, so the size is known before any pixel is decoded.
-    if width * height > max_pixels:
-        raise ImageTooLargeError(
-            f"image: {width}x{height} = {width * height} pixels; allowed: at most {max_pixels}",
-            field="image",
-            value=f"{width}x{height}",
-            allowed=f"<= {max_pixels} pixels",
-        )
+    check_pixel_count(width=width, height=height, max_pixels=max_pixels)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # corrupt EXIF: orientation unknown

@@ -33,7 +33,7 @@ from PIL import Image
 from thyrocam.errors import DicomError, DicomFrameError, ImageTooLargeError
 from thyrocam.imaging.geometry import Box
 
-__all__ = ["DICOM_PREAMBLE", "DicomFrame", "looks_like_dicom", "read_dicom"]
+__all__ = ["DICOM_PREAMBLE", "DicomFrame", "check_pixel_count", "looks_like_dicom", "read_dicom"]
 
 log = logging.getLogger(__name__)
 
@@ -92,6 +92,21 @@ def looks_like_dicom(head: bytes) -> bool:
     return False
 
 
+def check_pixel_count(*, width: int, height: int, max_pixels: int) -> None:
+    """Raise ``ImageTooLargeError`` for a ``width x height`` frame over ``max_pixels``.
+
+    Every decoder (PIL's and DICOM's) calls it from the header, before any pixel
+    is decoded, so a decompression bomb never reaches memory.
+    """
+    if width * height > max_pixels:
+        raise ImageTooLargeError(
+            f"image: {width}x{height} = {width * height} pixels; allowed: at most {max_pixels}",
+            field="image",
+            value=f"{width}x{height}",
+            allowed=f"<= {max_pixels} pixels",
+        )
+
+
 def read_dicom(src: str | IO[bytes], *, frame: int = 0, max_pixels: int) -> DicomFrame:
     """Decode frame ``frame`` of a DICOM file (a path or a binary file object).
 
@@ -104,13 +119,7 @@ def read_dicom(src: str | IO[bytes], *, frame: int = 0, max_pixels: int) -> Dico
     """
     ds = _read_dataset(src)
     rows, cols, frames = _geometry(ds)
-    if rows * cols > max_pixels:
-        raise ImageTooLargeError(
-            f"image: {cols}x{rows} = {rows * cols} pixels; allowed: at most {max_pixels}",
-            field="image",
-            value=f"{cols}x{rows}",
-            allowed=f"<= {max_pixels} pixels",
-        )
+    check_pixel_count(width=cols, height=rows, max_pixels=max_pixels)
     is_int = isinstance(frame, (int, np.integer)) and not isinstance(frame, bool)
     if not is_int or not 0 <= frame < frames:
         raise DicomFrameError(
