@@ -1,4 +1,4 @@
-"""Helpers every command shares: descriptor pairs, the predictor, atomic output."""
+"""Helpers every command shares: descriptor pairs, the predictor, --method, atomic output."""
 
 from __future__ import annotations
 
@@ -9,7 +9,13 @@ from pathlib import Path
 
 from thyrocam.errors import InputError
 
-__all__ = ["parse_clinical", "load_predictor", "check_out_folder", "replace_atomically"]
+__all__ = [
+    "parse_clinical",
+    "load_predictor",
+    "add_method_option",
+    "check_out_folder",
+    "replace_atomically",
+]
 
 
 def parse_clinical(pairs: Sequence[str] | None) -> dict[str, str]:
@@ -36,6 +42,20 @@ def load_predictor(args: argparse.Namespace):
     from thyrocam.predictor import Predictor
 
     return Predictor.load(args.run, device=args.device)
+
+
+def add_method_option(p: argparse.ArgumentParser) -> None:
+    """``--method``: any spelling of a CAM method (lower-cased), default ``gradcam``."""
+    from thyrocam.explain.methods import METHOD_CHOICES, METHOD_NAMES
+
+    p.add_argument(
+        "--method",
+        default="gradcam",
+        type=str.lower,
+        choices=METHOD_CHOICES,
+        metavar="METHOD",
+        help=f"{', '.join(METHOD_NAMES)} (default gradcam)",
+    )
 
 
 def check_out_folder(out: Path, *, option: str = "out") -> None:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import json
 
+from thyrocam.cli._common import add_method_option
+
 __all__ = ["register"]
 
 
@@ -44,8 +46,6 @@ def _cmd_explain_batch(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from thyrocam.explain.methods import METHOD_CHOICES, METHOD_NAMES
-
     p = sub.add_parser(
         "explain-batch",
         help="CAMs for every image of a data set into DIR (index.parquet, one .npy each)",
@@ -56,14 +56,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("run", help="run folder")
     p.add_argument("data", help="DDTI folder, CSV manifest or folder of images")
     p.add_argument("--out", required=True, metavar="DIR", help="output folder")
-    p.add_argument(
-        "--method",
-        default="gradcam",
-        type=str.lower,
-        choices=METHOD_CHOICES,
-        metavar="METHOD",
-        help=f"{', '.join(METHOD_NAMES)} (default gradcam)",
-    )
+    add_method_option(p)
     p.add_argument("--target", choices=("malignant", "benign"), default="malignant")
     p.add_argument("--batch-size", type=int, default=16, metavar="B")
     p.add_argument(

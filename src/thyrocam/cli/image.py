@@ -7,6 +7,7 @@ import json
 from pathlib import Path
 
 from thyrocam.cli._common import (
+    add_method_option,
     check_out_folder,
     load_predictor,
     parse_clinical,
@@ -76,8 +77,6 @@ def _add_image_options(p: argparse.ArgumentParser) -> None:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from thyrocam.explain.methods import METHOD_CHOICES, METHOD_NAMES
-
     p = sub.add_parser("predict", help="P(malignant) for one image, as JSON")
     _add_image_options(p)
     p.set_defaults(func=_cmd_predict)
@@ -97,12 +96,5 @@ def register(sub: argparse._SubParsersAction) -> None:
         help="malignant (default), benign, or FIELD:VALUE for a run with descriptor heads "
         "(e.g. calcifications:microcalcifications)",
     )
-    p.add_argument(
-        "--method",
-        default="gradcam",
-        type=str.lower,
-        choices=METHOD_CHOICES,
-        metavar="METHOD",
-        help=f"{', '.join(METHOD_NAMES)} (default gradcam)",
-    )
+    add_method_option(p)
     p.set_defaults(func=_cmd_explain)

@@ -6,7 +6,7 @@ import argparse
 import json
 import logging
 
-from thyrocam.cli._common import load_predictor, parse_clinical
+from thyrocam.cli._common import add_method_option, load_predictor, parse_clinical
 
 __all__ = ["register"]
 
@@ -33,8 +33,6 @@ def _cmd_pacs_explain(args: argparse.Namespace) -> int:
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    from thyrocam.explain.methods import METHOD_CHOICES, METHOD_NAMES
-
     pacs = sub.add_parser("pacs", help="work with a PACS over DICOMweb")
     actions = pacs.add_subparsers(dest="pacs_command", required=True, metavar="ACTION")
     p = actions.add_parser(
@@ -51,13 +49,6 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--frame", type=int, default=0, help="frame of multi-frame instances (from 0)")
     p.add_argument("--clinical", nargs="*", metavar="FIELD=VALUE", help="descriptors")
     p.add_argument("--target", choices=("malignant", "benign"), default="malignant")
-    p.add_argument(
-        "--method",
-        default="gradcam",
-        type=str.lower,
-        choices=METHOD_CHOICES,
-        metavar="METHOD",
-        help=f"{', '.join(METHOD_NAMES)} (default gradcam)",
-    )
+    add_method_option(p)
     p.add_argument("--device")
     p.set_defaults(func=_cmd_pacs_explain)
