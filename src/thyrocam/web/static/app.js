@@ -420,6 +420,14 @@
     if (state.cam) renderCamText(body);
   }
 
+  // A table with a caption and one row of column headings (the body is the caller's).
+  function headedTable(attrs, caption, headings) {
+    const table = el("table", attrs);
+    table.append(el("caption", { text: caption }));
+    table.append(el("thead", {}, [el("tr", {}, headings.map((text) => el("th", { text })))]));
+    return table;
+  }
+
   function tiradsTable(tirads, clinical) {
     const source = {
       composition: "composition",
@@ -427,16 +435,10 @@
       margins: "margins",
       echogenic_foci: "calcifications",
     };
-    const table = el("table", { class: "tirads", id: "tirads-table" });
-    table.append(el("caption", { text: t("tirads_heading") }));
-    table.append(
-      el("thead", {}, [
-        el("tr", {}, [
-          el("th", { text: t("feature") }),
-          el("th", { text: t("value") }),
-          el("th", { text: t("points") }),
-        ]),
-      ]),
+    const table = headedTable(
+      { class: "tirads", id: "tirads-table" },
+      t("tirads_heading"),
+      [t("feature"), t("value"), t("points")],
     );
     const tbody = el("tbody");
     // The ACR chart's order (JSON objects arrive with sorted keys).
@@ -475,16 +477,10 @@
   // The image descriptors as the run's heads read them, beside the entered ones, and the
   // TI-RADS level with the missing ones taken from the image (labelled as an estimate).
   function estimatedBlock(body) {
-    const table = el("table", { class: "tirads estimated", id: "estimated-table" });
-    table.append(el("caption", { text: t("estimated_heading") }));
-    table.append(
-      el("thead", {}, [
-        el("tr", {}, [
-          el("th", { text: t("feature") }),
-          el("th", { text: t("estimated_entered") }),
-          el("th", { text: t("estimated_image") }),
-        ]),
-      ]),
+    const table = headedTable(
+      { class: "tirads estimated", id: "estimated-table" },
+      t("estimated_heading"),
+      [t("feature"), t("estimated_entered"), t("estimated_image")],
     );
     const tbody = el("tbody");
     // The form's order (JSON objects arrive with sorted keys).
