@@ -105,6 +105,18 @@
     }).finally(() => URL.revokeObjectURL(url));
   }
 
+  // A box (x0, y0, x1, y1 in frame pixels) dashed in `colour`; `dash` is [on, off] in line
+  // widths, and the line scales with the frame so it reads the same at any size.
+  function strokeDashedBox(ctx, box, dash, colour) {
+    const [x0, y0, x1, y1] = box;
+    const line = Math.max(2, ctx.canvas.width / 280);
+    ctx.lineWidth = line;
+    ctx.setLineDash(dash.map((n) => line * n));
+    ctx.strokeStyle = colour;
+    ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
+    ctx.setLineDash([]);
+  }
+
   function drawPreview() {
     const canvas = $("preview");
     const img = state.image;
@@ -115,22 +127,10 @@
     const ctx = canvas.getContext("2d");
     ctx.drawImage(img, 0, 0);
     if (state.roi) {
-      const [x0, y0, x1, y1] = state.roi;
-      const line = Math.max(2, canvas.width / 280);
-      ctx.lineWidth = line;
-      ctx.setLineDash([line * 4, line * 3]);
-      ctx.strokeStyle = "#ffd166";
-      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
-      ctx.setLineDash([]);
+      strokeDashedBox(ctx, state.roi, [4, 3], "#ffd166");
     } else if (state.autoRoi) {
       // The model's proposal: dashed in its own colour; drawing a box replaces it.
-      const [x0, y0, x1, y1] = state.autoRoi;
-      const line = Math.max(2, canvas.width / 280);
-      ctx.lineWidth = line;
-      ctx.setLineDash([line * 3, line * 3]);
-      ctx.strokeStyle = "#4cc9f0";
-      ctx.strokeRect(x0, y0, x1 - x0, y1 - y0);
-      ctx.setLineDash([]);
+      strokeDashedBox(ctx, state.autoRoi, [3, 3], "#4cc9f0");
     }
     canvas.dataset.roiSource = state.roi ? "user" : state.autoRoi ? "auto" : "";
     canvas.dataset.roi = (state.roi || state.autoRoi || []).map((v) => Math.round(v)).join(",");
