@@ -39,13 +39,12 @@ from thyrocam.metrics import binary_metrics
 from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, default_target_layer, resolve_device
 from thyrocam.predictor.autobox import MASK_THRESHOLD, MIN_NODULE_FRACTION, largest_component
 from thyrocam.train.config import TrainConfig, seed_everything
-from thyrocam.train.fit import WarmupCosine, train_one_epoch
 from thyrocam.train.recipe import (
     build_model,
+    fit_epochs,
     load_matching,
     outline_input,
     run_heads,
-    step_loss_for,
     train_dataset,
 )
 
@@ -168,31 +167,15 @@ def _fit_fold(
     model.to(device)
     ds = train_dataset(config, train_s, cat_maps=cat_maps, heads=heads, seed=config.seed)
     ds.preload()
-    loader = DataLoader(
+    fit_epochs(
+        model,
         ds,
-        batch_size=config.batch_size,
-        shuffle=True,
-        drop_last=len(ds) > config.batch_size,
-        generator=torch.Generator().manual_seed(config.seed),
+        config=config,
+        samples=train_s,
+        epochs=config.epochs,
+        seed=config.seed,
+        desc=f"{config.modalities} epoch",
     )
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, WarmupCosine(total_steps=config.epochs * len(loader))
-    )
-    loss = step_loss_for(config, model, train_s)
-    for epoch in range(1, config.epochs + 1):
-        train_one_epoch(
-            model,
-            loader,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            device=device,
-            step_loss=loss,
-            progress=config.progress,
-            desc=f"{config.modalities} epoch {epoch}/{config.epochs}",
-        )
     return model.eval()
 
 

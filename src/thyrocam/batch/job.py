@@ -25,6 +25,7 @@ from thyrocam.batch.store import ResultStore
 from thyrocam.checkpoint import read_meta, resolve_run_dir
 from thyrocam.errors import InputError, check_choice
 from thyrocam.explain import canonical_method
+from thyrocam.explain.cam import TARGETS
 from thyrocam.explain.overlay import check_alpha
 
 __all__ = ["BatchSummary", "explain_batch"]
@@ -33,7 +34,6 @@ log = logging.getLogger(__name__)
 
 #: Called after each stored batch with the number of items stored so far in this job.
 OnBatch = Callable[[int], None]
-_TARGETS = ("malignant", "benign")
 
 
 @dataclass(frozen=True)
@@ -63,7 +63,7 @@ def _check_options(
     *, method: str, target: str, batch_size: int, workers: int, alpha: float, ray: bool
 ) -> None:
     canonical_method(method)
-    check_choice(target, field="target", allowed=_TARGETS)
+    check_choice(target, field="target", allowed=TARGETS)
     low_workers = 1 if ray else 0  # Ray needs at least one actor; locally 0 = main process
     for name, value, low in (("batch_size", batch_size, 1), ("workers", workers, low_workers)):
         if not isinstance(value, int) or isinstance(value, bool) or value < low:

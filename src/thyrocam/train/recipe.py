@@ -42,6 +42,8 @@ __all__ = [
     "outline_input",
     "build_model",
     "step_loss_for",
+    "fit_epochs",
+    "load_matching",
     "pretrain_synthetic",
     "train_dataset",
 ]
@@ -171,37 +173,59 @@ def pretrain_synthetic(model: ThyroidNet, *, config: TrainConfig, cat_maps: dict
             config, samples, cat_maps=cat_maps, heads=model.heads, seed=config.seed + 1
         )
         ds.preload()
-        loader = DataLoader(
+        fit_epochs(
+            model,
             ds,
-            batch_size=config.batch_size,
-            shuffle=True,
-            drop_last=len(ds) > config.batch_size,
-            generator=torch.Generator().manual_seed(config.seed + 1),
+            config=config,
+            samples=samples,
+            epochs=config.pretrain_epochs,
+            seed=config.seed + 1,
+            desc="synthetic pretraining",
         )
-        optimizer = torch.optim.AdamW(
-            model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+
+
+def fit_epochs(
+    model: ThyroidNet,
+    ds: ThyroidDataset,
+    *,
+    config: TrainConfig,
+    samples: list[Sample],
+    epochs: int,
+    seed: int,
+    desc: str,
+) -> None:
+    """Train ``model`` in place for exactly ``epochs`` epochs; the last weights are kept.
+
+    The run's optimizer (AdamW), warm-up + cosine schedule and loss, with no
+    validation: what synthetic pretraining and each cross-validation fold need.
+    """
+    loader = DataLoader(
+        ds,
+        batch_size=config.batch_size,
+        shuffle=True,
+        drop_last=len(ds) > config.batch_size,
+        generator=torch.Generator().manual_seed(seed),
+    )
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, WarmupCosine(total_steps=epochs * len(loader))
+    )
+    device = next(model.parameters()).device
+    loss = step_loss_for(config, model, samples)
+    for epoch in range(1, epochs + 1):
+        stats = train_one_epoch(
+            model,
+            loader,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            device=device,
+            step_loss=loss,
+            progress=config.progress,
+            desc=f"{desc} {epoch}/{epochs}",
         )
-        schedule = WarmupCosine(total_steps=config.pretrain_epochs * len(loader))
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-        device = next(model.parameters()).device
-        loss = step_loss_for(config, model, samples)
-        for epoch in range(1, config.pretrain_epochs + 1):
-            stats = train_one_epoch(
-                model,
-                loader,
-                optimizer=optimizer,
-                scheduler=scheduler,
-                device=device,
-                step_loss=loss,
-                progress=config.progress,
-                desc=f"synthetic pretraining {epoch}/{config.pretrain_epochs}",
-            )
-            log.info(
-                "synthetic pretraining %d/%d  loss %.4f",
-                epoch,
-                config.pretrain_epochs,
-                stats["loss"],
-            )
+        log.info("%s %d/%d  loss %.4f", desc, epoch, epochs, stats["loss"])
 
 
 def _with_true_descriptors(samples: list[Sample], labels_csv: Path) -> list[Sample]:
