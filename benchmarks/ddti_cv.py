@@ -27,14 +27,12 @@ ROOT = Path(__file__).resolve().parents[1]
 # Today's recipe: the demo preset's model and crops (resnet18 from scratch, 96 px
 # ROI crops scaled to the nodule, flip + gain), malignancy loss only.
 OLD = dict(PRESETS["demo"], heads=("malignancy",), max_minutes=None, weights=None)
-# The new recipe: the CV preset (the same recipe as --preset ddti, sized for 5 folds x 3 networks).
+# The new recipe: the CV preset, the same recipe as --preset ddti (every head, synthetic
+# pretraining done once for all folds, scale-preserving crops, narrow ResNet-10).
 NEW = dict(PRESETS["ddti-cv"], weights=None)
-# The new recipe started from synthetic pretraining (once for all folds; no DDTI label seen).
-NEW_SYNTH = dict(NEW, pretrain_synthetic=1500)
 RECIPES = {
     "old": (OLD, ("both", "image")),
     "new": (NEW, ("both", "image", "clinical", "descriptor_lr")),
-    "new-synth": (NEW_SYNTH, ("both", "image")),
 }
 
 

@@ -235,9 +235,11 @@ def ddti_run(ddti_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     if given:
         return Path(given)
     out = tmp_path_factory.mktemp("ddti_heads") / "run"
-    # The real-data preset, shortened: enough for the outline head to find nodules.
+    # The real-data preset, shortened (no synthetic pretraining, fewer epochs): enough
+    # for the outline head to find nodules.
     cmd = [sys.executable, "-m", "thyrocam", "train", str(ddti_sample), "--out", str(out),
-           "--preset", "ddti", "--epochs", str(DDTI_EPOCHS), "--no-progress"]  # fmt: skip
+           "--preset", "ddti", "--epochs", str(DDTI_EPOCHS), "--pretrain-synthetic", "0",
+           "--no-progress"]  # fmt: skip
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=3600)
     assert done.returncode == 0, done.stderr[-2000:]
     return out
