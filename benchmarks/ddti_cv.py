@@ -25,8 +25,8 @@ from thyrocam.train import PRESETS, TrainConfig
 ROOT = Path(__file__).resolve().parents[1]
 
 # Today's recipe: the demo preset's model and crops (resnet18 from scratch, 96 px
-# ROI crops scaled to the nodule, flip + gain), malignancy loss only.
-OLD = dict(PRESETS["demo"], heads=("malignancy",), max_minutes=None, weights=None)
+# ROI crops scaled to the nodule, flip + gain), malignancy loss only, 15 epochs (as measured).
+OLD = dict(PRESETS["demo"], epochs=15, heads=("malignancy",), max_minutes=None, weights=None)
 # The new recipe: the CV preset, the same recipe as --preset ddti (every head, synthetic
 # pretraining done once for all folds, scale-preserving crops, narrow ResNet-10).
 NEW = dict(PRESETS["ddti-cv"], weights=None)
