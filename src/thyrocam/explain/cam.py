@@ -5,10 +5,10 @@ fills every parameter's ``.grad`` (3-4x a forward pass on CPU) and keeps the
 captured activations on the engine object, so threads sharing one model read
 each other's tensors. Here:
 
-* a forward hook, registered for the duration of one call and answering only
-  the calling thread, captures the activation; when it is on no graph (frozen
-  weights) it returns ``output.detach().requires_grad_()``, a leaf of its own
-  graph;
+* the forward runs under ``no_grad`` until the first target layer; there a
+  forward hook, registered for the duration of one call and answering only the
+  calling thread, returns ``output.detach().requires_grad_()`` (a leaf) and
+  switches grad mode on, so only the layers after it record a graph;
 * ``torch.autograd.grad(score, activation)`` computes exactly the gradient the
   map needs — no parameter ``.grad`` is ever written, frozen parameters and an
   outer ``torch.no_grad()`` do not matter;
@@ -191,13 +191,18 @@ class BaseCAM:
                 if threading.get_ident() != caller:
                     return None
                 if output.requires_grad:
-                    # Already on a graph (trainable weights, or downstream of an earlier
-                    # target layer): keep it, so an earlier layer's gradient still flows
-                    # through this one, as a full backward() would give.
+                    # Downstream of an earlier target layer, already on its graph: keep
+                    # it, so that layer's gradient still flows through this one, as a
+                    # full backward() would give.
                     captured[i] = output
                     return None
                 leaf = output.detach().requires_grad_(True)
                 captured[i] = leaf
+                # The forward runs under no_grad up to here: the graph starts at the
+                # first target layer, so the layers before it record nothing (the
+                # map needs no gradient below it). Grad mode is thread-local, and
+                # the enclosing no_grad block restores it on exit.
+                torch.set_grad_enabled(True)
                 return leaf
 
             return hook
@@ -206,7 +211,7 @@ class BaseCAM:
             layer.register_forward_hook(make_hook(i)) for i, layer in enumerate(self.target_layers)
         ]
         try:
-            with torch.enable_grad():
+            with torch.no_grad():  # grad is switched on at the first target layer (hook)
                 out = self.model(x) if clin is None else self.model(x, clin)
                 if out.dim() == 1:
                     out = out.unsqueeze(1)
