@@ -19,7 +19,7 @@ import logging
 import time
 from pathlib import Path
 
-from thyrocam.cv import cross_validate
+from thyrocam.cv import CV_COLUMNS, cross_validate
 from thyrocam.train import PRESETS, TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -63,15 +63,7 @@ def main() -> None:
             args.data, out=Path(args.out) / name, folds=args.folds, config=config, models=models
         )
         print(f"{name}: {time.perf_counter() - t0:.0f} s", flush=True)
-    keys = (
-        "auc",
-        "dice",
-        "autobox_hit_rate",
-        "descriptor_accuracy",
-        "cam_energy_inside",
-        "outline_area_share",
-        "centre_prior_inside",
-    )
+    keys = [k for k in CV_COLUMNS if k not in ("sensitivity", "specificity", "seconds")]
     print(f"\n{'recipe/model':22s}" + "".join(f"{k[:21]:>22s}" for k in keys))
     for name, res in results.items():
         for model, m in res["models"].items():

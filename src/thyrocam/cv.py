@@ -48,7 +48,14 @@ from thyrocam.train.recipe import (
     train_dataset,
 )
 
-__all__ = ["CV_MODELS", "case_folds", "cross_validate", "fit_logistic", "write_cv_html"]
+__all__ = [
+    "CV_COLUMNS",
+    "CV_MODELS",
+    "case_folds",
+    "cross_validate",
+    "fit_logistic",
+    "write_cv_html",
+]
 
 log = logging.getLogger(__name__)
 
@@ -432,7 +439,8 @@ descriptor_lr: logistic regression on the descriptors alone, the line the other 
 </p></body></html>
 """
 
-_COLUMNS = (
+#: The summary columns of cv.html (mean ± sd over folds), in order.
+CV_COLUMNS = (
     "auc",
     "sensitivity",
     "specificity",
@@ -451,7 +459,7 @@ def write_cv_html(result: dict, path: str | os.PathLike) -> Path:
     from jinja2 import Environment
 
     env = Environment(autoescape=True)
-    html = env.from_string(_HTML).render(r=result, cols=_COLUMNS)
+    html = env.from_string(_HTML).render(r=result, cols=CV_COLUMNS)
     path = Path(path)
     path.write_text(html, encoding="utf-8")
     return path
