@@ -10,13 +10,11 @@
 from __future__ import annotations
 
 import base64
-import contextlib
 import io
 import json
 import os
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,17 +22,14 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image, ImageDraw
-from werkzeug.serving import make_server
 
+from browser_support import launch_chromium, serving
 from thyrocam.clinical import default_cat_maps
 from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet
 from thyrocam.web import create_app, get_state
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-sync"]
-IN_CI = os.environ.get("CI") == "true"
 ALL_HEADS = ("malignancy", "outline", "descriptors")
 CAT_MAPS = default_cat_maps()
 CLASSES = {f: len(CAT_MAPS["fields"][f]) for f in DESCRIPTOR_FIELDS}
@@ -44,12 +39,6 @@ AUTO_COLOUR = (0x4C, 0xC9, 0xF0)  # the page's colour for the proposed box (app.
 # (e.g. the README's `--preset ddti` run); otherwise the fixture trains a short one.
 HEADS_RUN_ENV = "THYROCAM_HEADS_RUN"
 DDTI_EPOCHS = 10
-
-
-def _unavailable(reason: str) -> None:
-    if IN_CI:
-        pytest.fail(f"{reason} (required under CI=true)")
-    pytest.skip(reason)
 
 
 class _DarkIsNodule(ThyroidNet):
@@ -63,20 +52,7 @@ class _DarkIsNodule(ThyroidNet):
 
 @pytest.fixture(scope="module")
 def browser():
-    if not CHROMIUM.exists():
-        _unavailable(f"no Chromium at {CHROMIUM}")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("Playwright's Python package is not installed")
-    with sync_playwright() as playwright:
-        browser = playwright.chromium.launch(
-            executable_path=str(CHROMIUM), headless=True, args=CHROMIUM_ARGS
-        )
-        try:
-            yield browser
-        finally:
-            browser.close()
+    yield from launch_chromium()
 
 
 @pytest.fixture
@@ -97,19 +73,6 @@ def page(browser):
     yield page
     context.close()
     assert problems == []
-
-
-@contextlib.contextmanager
-def _serving(app) -> Iterator[str]:
-    httpd = make_server("127.0.0.1", 0, app, threaded=True)
-    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{httpd.server_port}"
-    finally:
-        httpd.shutdown()
-        thread.join(timeout=10)
-        httpd.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -134,7 +97,7 @@ def standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     state = get_state(app)
     assert state.predictor is not None, state.reason
     state.predictor.model = net.eval()  # the saved weights, with the known outline rule
-    with _serving(app) as url:
+    with serving(app) as url:
         yield url
 
 
@@ -278,7 +241,7 @@ def test_real_ddti_frame_without_a_box(page, ddti_sample: Path, ddti_run: Path, 
     assert chosen is not None, "the automatic box missed the outline on 20 held-out frames"
 
     app = create_app({"CHECKPOINT": str(ddti_run), "UPLOAD_DIR": str(tmp_path / "uploads")})
-    with _serving(app) as url:
+    with serving(app) as url:
         body = _upload_and_predict(page, url, chosen)
         assert body["roi_source"] == "auto" and _iou(body["roi"], boxes[chosen]) >= 0.3
         page.wait_for_selector("#preview[data-roi-source='auto']")
