@@ -63,6 +63,31 @@ class TrainConfig:
         )
 
 
+# Real data (DDTI-sized: a few hundred frames). Measured by 5-fold CV by case on
+# ../shared/ddti (benchmarks/ddti_cv.py; the table in the README): a narrow
+# ResNet-10 overfits less than resnet18 from scratch; crops at least 220 frame
+# pixels wide keep nodule size (a cue that margin-scaled crops normalise away);
+# the outline head also learns whole frames at 128 px (the automatic box's input).
+# Image-only CV on the same folds (README): 40 epochs after pretraining on 1,500
+# synthetic cases (true descriptors, outlines) gave the best outline (Dice 0.63 vs 0.48
+# for 15 epochs from scratch) and Grad-CAM energy inside the outline (1.3x its area vs
+# 0.8x); no variant moved the image-only AUC beyond its fold-to-fold spread (~0.6).
+# Ultrasound augmentation and longer training without pretraining did not help.
+_DDTI_RECIPE: dict[str, Any] = dict(
+    epochs=40,
+    arch="resnet10n",
+    image_size=96,
+    batch_size=32,
+    lr=2e-3,
+    preprocess="roi",
+    roi_margin=0.075,
+    roi_min_side=220.0,
+    outline_size=128,
+    augmentation="basic",
+    pretrain_synthetic=1500,  # ~2.5 min once on 2 cores; no DDTI label is seen
+)
+
+
 # Presets fix the number of epochs, so the same command gives the same model on any
 # machine; max_minutes only caps a pathologically slow machine.
 PRESETS: dict[str, dict[str, Any]] = {
@@ -81,44 +106,11 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_minutes=4.5,
     ),
     "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox"),
-    # Real data (DDTI-sized: a few hundred frames). Measured by 5-fold CV by case on
-    # ../shared/ddti (benchmarks/ddti_cv.py; the table in the README): a narrow
-    # ResNet-10 overfits less than resnet18 from scratch; crops at least 220 frame
-    # pixels wide keep nodule size (a cue that margin-scaled crops normalise away);
-    # the outline head also learns whole frames at 128 px (the automatic box's input).
-    # Image-only CV on the same folds (README): 40 epochs after pretraining on 1,500
-    # synthetic cases (true descriptors, outlines) gave the best outline (Dice 0.63 vs 0.48
-    # for 15 epochs from scratch) and Grad-CAM energy inside the outline (1.3x its area vs
-    # 0.8x); no variant moved the image-only AUC beyond its fold-to-fold spread (~0.6).
-    # Ultrasound augmentation and longer training without pretraining did not help.
-    "ddti": dict(
-        epochs=40,
-        arch="resnet10n",
-        image_size=96,
-        batch_size=32,
-        lr=2e-3,
-        preprocess="roi",
-        roi_margin=0.075,
-        roi_min_side=220.0,
-        outline_size=128,
-        augmentation="basic",
-        pretrain_synthetic=1500,  # ~2.5 min once on 2 cores; no DDTI label is seen
-        max_minutes=14.0,  # a cap for a slow machine; the run takes ~5 min on 2 idle cores
-    ),
-    # The same recipe for `thyrocam cv` (the synthetic pretraining is done once for all folds).
-    "ddti-cv": dict(
-        epochs=40,
-        arch="resnet10n",
-        image_size=96,
-        batch_size=32,
-        lr=2e-3,
-        preprocess="roi",
-        roi_margin=0.075,
-        roi_min_side=220.0,
-        outline_size=128,
-        augmentation="basic",
-        pretrain_synthetic=1500,
-    ),
+    # One real-data recipe (_DDTI_RECIPE above): --preset ddti for one run, capped at
+    # 14 minutes for a slow machine (~5 min on 2 idle cores); ddti-cv the same recipe
+    # for `thyrocam cv` (the synthetic pretraining is done once for all folds).
+    "ddti": dict(_DDTI_RECIPE, max_minutes=14.0),
+    "ddti-cv": dict(_DDTI_RECIPE),
 }
 
 
