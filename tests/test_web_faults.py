@@ -16,11 +16,9 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from gunicorn_support import multipart, post_form, start_gunicorn, stop_gunicorn
 from thyrocam.web import create_app
 
 pytestmark = pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
@@ -37,36 +36,8 @@ REQUEST_TIMEOUT_S = 60.0
 FIELDS = {"use_clinical": "1", "composition": "solid", "age": "47", "attributions": "1"}
 
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def multipart(image: bytes, fields: dict[str, str]) -> tuple[bytes, str]:
-    """``(body, content type)`` of a form with ``file`` and text fields (standard library only)."""
-    boundary = uuid.uuid4().hex
-    parts = [
-        f'--{boundary}\r\nContent-Disposition: form-data; name="{k}"\r\n\r\n{v}\r\n'.encode()
-        for k, v in fields.items()
-    ]
-    parts.append(
-        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="f.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n".encode()
-        + image
-        + f"\r\n--{boundary}--\r\n".encode()
-    )
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
 def post(base: str, path: str, image: bytes) -> dict:
-    body, ctype = multipart(image, FIELDS)
-    request = urllib.request.Request(
-        base + path, data=body, headers={"Content-Type": ctype}, method="POST"
-    )
-    with urllib.request.urlopen(request, timeout=REQUEST_TIMEOUT_S) as response:
-        assert response.status == 200
-        return json.loads(response.read())
+    return post_form(base, path, image, FIELDS, timeout=REQUEST_TIMEOUT_S)
 
 
 def children(pid: int) -> set[int]:
@@ -126,22 +97,7 @@ def wait_for(what: str, check, timeout: float, log: Path):
 
 @pytest.fixture
 def gunicorn(tiny_run: Path, tmp_path: Path) -> Iterator[tuple[str, int, subprocess.Popen, Path]]:
-    port = free_port()
-    env = {**os.environ, "THYROCAM_UPLOAD_DIR": str(tmp_path / "uploads")}
-    env.pop("THYROCAM_EXAMPLES", None)
-    log = tmp_path / "gunicorn.log"
-    command = [sys.executable, "-m", "thyrocam.cli", "serve", "--checkpoint", str(tiny_run)]
-    command += ["--host", "127.0.0.1", "--port", str(port), "--workers", "2", "--threads", "2"]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            command,
-            env=env,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
+    base, port, proc, log = start_gunicorn(tiny_run, tmp_path, workers=2, threads=2)
 
     def healthy() -> bool:
         if proc.poll() is not None:
@@ -156,14 +112,7 @@ def gunicorn(tiny_run: Path, tmp_path: Path) -> Iterator[tuple[str, int, subproc
         wait_for("gunicorn's two workers", healthy, START_TIMEOUT_S, log)
         yield base, port, proc, log
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    assert proc.returncode == 0, log.read_text()[-3000:]
+        stop_gunicorn(proc, log)
 
 
 def assert_same(answer: dict, expected: dict) -> None:

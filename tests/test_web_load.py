@@ -4,90 +4,31 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
-import uuid
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 import pytest
 
+from gunicorn_support import post_form, start_gunicorn, stop_gunicorn
+
 CLIENTS = 8
 REQUESTS_PER_CLIENT = 25
 OVERALL_TIMEOUT_S = 240.0
+EXPLAIN_FIELDS = {"use_clinical": "1", "composition": "solid"}
 log = logging.getLogger(__name__)
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def post_explain(base: str, image: bytes, *, timeout: float) -> dict:
     """POST one image to /explain as multipart, with the standard library only."""
-    boundary = uuid.uuid4().hex
-    body = b"".join(
-        [
-            f"--{boundary}\r\n".encode(),
-            b'Content-Disposition: form-data; name="file"; filename="frame.jpg"\r\n',
-            b"Content-Type: image/jpeg\r\n\r\n",
-            image,
-            f"\r\n--{boundary}\r\n".encode(),
-            b'Content-Disposition: form-data; name="use_clinical"\r\n\r\n1\r\n',
-            f"--{boundary}\r\n".encode(),
-            b'Content-Disposition: form-data; name="composition"\r\n\r\nsolid\r\n',
-            f"--{boundary}--\r\n".encode(),
-        ]
-    )
-    request = urllib.request.Request(
-        base + "/explain",
-        data=body,
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
-        method="POST",
-    )
-    with urllib.request.urlopen(request, timeout=timeout) as response:
-        assert response.status == 200
-        return json.loads(response.read())
+    return post_form(base, "/explain", image, EXPLAIN_FIELDS, timeout=timeout)
 
 
 @pytest.fixture
 def gunicorn_server(tiny_run: Path, tmp_path: Path):
-    port = free_port()
-    env = {**os.environ, "THYROCAM_UPLOAD_DIR": str(tmp_path / "uploads")}
-    env.pop("THYROCAM_EXAMPLES", None)
-    log_path = tmp_path / "gunicorn.log"
-    with open(log_path, "wb") as log_file:
-        proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "thyrocam.cli",
-                "serve",
-                "--checkpoint",
-                str(tiny_run),
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-                "--workers",
-                "1",
-                "--threads",
-                "8",
-            ],
-            env=env,
-            stdout=log_file,
-            stderr=subprocess.STDOUT,
-            cwd=tmp_path,
-            start_new_session=True,
-        )
-    base = f"http://127.0.0.1:{port}"
+    base, _, proc, log_path = start_gunicorn(tiny_run, tmp_path, workers=1, threads=8)
     try:
         deadline = time.monotonic() + 120
         while True:
@@ -104,15 +45,7 @@ def gunicorn_server(tiny_run: Path, tmp_path: Path):
         assert health["model_loaded"] is True, health
         yield base
     finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(timeout=10)
-    # A graceful stop: gunicorn's arbiter exits 0 on SIGTERM.
-    assert proc.returncode == 0, log_path.read_text()[-2000:]
+        stop_gunicorn(proc, log_path)  # a graceful stop: gunicorn's arbiter exits 0 on SIGTERM
 
 
 def test_concurrent_explains_under_gunicorn_equal_sequential(gunicorn_server, synth_dir):
