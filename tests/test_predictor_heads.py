@@ -12,6 +12,7 @@ import torch
 from PIL import Image, ImageDraw
 from torch import nn
 
+from test_explain_methods import _reference_classes  # ours -> pytorch-grad-cam's
 from thyrocam.clinical import default_cat_maps
 from thyrocam.errors import InputError, TargetError
 from thyrocam.explain import GradCAM, GradCAMPlusPlus, HiResCAM, LayerCAM
@@ -33,17 +34,6 @@ class _OneInput(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.model.forward_heads(x, self.clin)[self.head]
-
-
-def _reference_classes() -> dict[type, type]:
-    import pytorch_grad_cam as pgc
-
-    return {
-        GradCAM: pgc.GradCAM,
-        GradCAMPlusPlus: pgc.GradCAMPlusPlus,
-        HiResCAM: pgc.HiResCAM,
-        LayerCAM: pgc.LayerCAM,
-    }
 
 
 @pytest.fixture(scope="module", params=["resnet18", "resnet50"])
