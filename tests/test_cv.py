@@ -76,6 +76,9 @@ def test_cv_writes_json_and_html(synth_dir: Path, tmp_path: Path) -> None:
         m = saved["models"][name]
         assert all(0.0 <= d <= 1.0 for d in m["dice"])
         assert all(0.0 <= r <= 1.0 for r in m["autobox_hit_rate"])
+        # against the largest outline only: never more hits than against either panel's
+        pairs = zip(m["autobox_hit_rate_largest"], m["autobox_hit_rate"], strict=True)
+        assert all(a <= b for a, b in pairs)
         assert 0.0 <= m["centre_prior_inside_mean"] <= 1.0
         assert 0.0 <= m["descriptor_accuracy_mean"] <= 1.0
     assert "dice" not in saved["models"]["clinical"]
@@ -96,16 +99,18 @@ def test_cli_cv_rejects_bad_models_and_writes_nothing(
     assert not out.exists()
 
 
-def test_autobox_iou_is_the_largest_components_box_overlap() -> None:
-    from thyrocam.cv import _box_ious
+def test_autobox_iou_counts_either_panels_outline_and_reports_the_largest() -> None:
+    from thyrocam.cv import autobox_ious, box_iou
 
-    truth = torch.zeros(3, 1, 20, 20, dtype=torch.bool)
-    pred = torch.zeros_like(truth)
-    truth[:, 0, 4:12, 4:12] = True  # an 8x8 nodule
-    pred[0, 0, 4:12, 4:12] = True  # found exactly
-    pred[1, 0, 4:12, 8:16] = True  # shifted by half: IoU 32 / 96
-    pred[1, 0, 0, 0] = True  # a speck elsewhere: not the largest component
-    # frame 2: nothing found -> IoU 0; a frame without an outline is not counted
-    ious = _box_ious(pred, truth, torch.tensor([1.0, 1.0, 1.0]))
-    assert ious == pytest.approx([1.0, 32 / 96, 0.0])
-    assert _box_ious(pred, truth, torch.tensor([0.0, 1.0, 0.0])) == pytest.approx([32 / 96])
+    assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
+    assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
+    assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+    # A two-panel frame: the nodule outlined on the left (larger) and on the right.
+    left, right = (10, 10, 60, 50), (110, 12, 150, 48)
+    assert autobox_ious(right, [left, right]) == (1.0, 0.0)
+    assert autobox_ious(left, [left, right]) == (1.0, 1.0)
+    assert autobox_ious(None, [left, right]) == (0.0, 0.0)
+    # A box spanning both panels matches neither well.
+    best, largest = autobox_ious((10, 10, 150, 50), [left, right])
+    assert best == pytest.approx(max(box_iou((10, 10, 150, 50), o) for o in (left, right)))
+    assert best < 0.5 and largest < 0.5

@@ -298,6 +298,60 @@ def test_no_nodule_found_uses_the_whole_frame_with_one_warning(predictor) -> Non
     assert exp.prediction.roi_source == "frame" and exp.mask_frame.max() < 0.5
 
 
+class _BlurredSearch(_DarkIsNodule):
+    """Outlines dark tissue exactly in a crop, but 4 input pixels too wide on the whole
+    frame (the 128 px search): only the close-up pass gets the box right."""
+
+    def forward_heads(self, img: torch.Tensor, clin: torch.Tensor | None = None) -> dict:
+        out = super().forward_heads(img, clin)
+        if img.shape[-1] == OUTLINE_INPUT["size"]:
+            out["outline"] = torch.nn.functional.max_pool2d(out["outline"], 9, 1, padding=4)
+        return out
+
+
+def test_the_automatic_box_is_outlined_again_in_the_runs_crop() -> None:
+    from thyrocam.imaging import Preprocessing
+    from thyrocam.predictor.autobox import find_nodule
+
+    torch.manual_seed(3)
+    net = _BlurredSearch(
+        arch="resnet18", clinical_dim=28, heads=ALL_HEADS, descriptor_classes=CLASSES
+    ).eval()
+    search = Preprocessing.from_dict(OUTLINE_INPUT)
+    crop = Preprocessing(mode="roi", size=64)
+    wide, _ = find_nodule(net, _frame(), clin=None, search=search, crop=Preprocessing(size=64))
+    box, outline = find_nodule(net, _frame(), clin=None, search=search, crop=crop)
+    # The search alone: 4 input pixels (17.5 frame pixels) too wide on every side.
+    assert (
+        np.subtract(NODULE[:2], wide[:2]).min() > 12
+        and np.subtract(wide[2:], NODULE[2:]).min() > 12
+    )
+    # The close-up: one crop pixel is ~272 / 64 frame pixels.
+    assert np.abs(np.subtract(box, NODULE)).max() <= 272 / 64 + 1, box
+    assert outline.shape == (360, 560)
+
+
+def test_the_search_keeps_the_confident_core_so_a_faint_bridge_does_not_join_nodules() -> None:
+    from thyrocam.imaging import Preprocessing
+    from thyrocam.predictor.autobox import MASK_THRESHOLD, SEED_THRESHOLD, nodule_box_from_mask
+
+    prob = np.zeros((100, 100), np.float32)
+    prob[40:60, 10:40] = 0.99  # the nodule (larger)
+    prob[45:55, 70:90] = 0.99  # the other panel's view, or tissue beside it
+    prob[48:52, 40:70] = 0.7  # a faint bridge between them
+    _, mapping = Preprocessing(mode="letterbox", size=100).apply(Image.new("RGB", (100, 100)))
+    assert nodule_box_from_mask(prob, mapping, threshold=MASK_THRESHOLD) == (10, 40, 90, 60)
+    assert nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD) == (10, 40, 40, 60)
+    # near=: the component that overlaps a given box most, not the largest
+    assert nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, near=(75, 40, 95, 60)) == (
+        70,
+        45,
+        90,
+        55,
+    )
+    assert nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, near=(0, 0, 5, 5)) is None
+
+
 def test_a_given_box_is_used_as_given(predictor) -> None:
     pred = predictor.predict(_frame(), roi=(10, 10, 100, 100))
     assert pred.roi == (10, 10, 100, 100) and pred.roi_source == "user"

@@ -37,7 +37,7 @@ from thyrocam.imaging import (
     to_tensor,
 )
 from thyrocam.model import ThyroidNet, resolve_device
-from thyrocam.predictor.autobox import NO_NODULE_WARNING, nodule_box_from_mask
+from thyrocam.predictor.autobox import NO_NODULE_WARNING, find_nodule
 from thyrocam.predictor.heads import (
     estimate_descriptors,
     model_heads,
@@ -142,23 +142,26 @@ class Predictor:
         return available_targets(heads=self.heads, cat_maps=self.cat_maps)
 
     def locate(self, source: Frame, clin: torch.Tensor, *, roi: Box | None = None) -> Located:
-        """The nodule box: the user's; else the largest nodule of the predicted outline.
+        """The nodule box: the user's; else the one the outline head finds.
 
-        With an outline head and no box, the whole frame goes through the network
-        once (``meta["outline_input"]`` preprocessing) and the largest component of
-        the mask (probability >= 0.5) gives the box; none found -> the whole frame,
-        with a warning. Without an outline head the whole frame is used, as before.
+        With an outline head and no box, :func:`~thyrocam.predictor.autobox.find_nodule`
+        searches the whole frame (``meta["outline_input"]`` preprocessing) and, for a
+        run that crops, outlines the nodule again in that crop; none found -> the
+        whole frame, with a warning. Without an outline head the whole frame is used,
+        as before.
         """
         if roi is not None:
             return Located(roi=tuple(roi), source="user", warnings=[])  # type: ignore[arg-type]
         if "outline" not in self.heads:
             return Located(roi=None, source="frame", warnings=[])
-        inp, mapping = self.outline_preprocessing.apply(source.image, region=source.region)
-        x = to_tensor(inp)[None].to(self.device)
-        with torch.no_grad():
-            prob = outline_probability(self.model.forward_heads(x, clin))
-        outline = mapping.cam_to_frame(prob)
-        box = nodule_box_from_mask(prob, mapping)
+        box, outline = find_nodule(
+            self.model,
+            source.image,
+            clin=clin,
+            search=self.outline_preprocessing,
+            crop=self.preprocessing,
+            region=source.region,
+        )
         if box is None:
             return Located(None, "frame", [NO_NODULE_WARNING], outline)
         return Located(box, "auto", [], outline)
