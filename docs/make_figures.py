@@ -20,9 +20,10 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from thyrocam import Predictor
+from thyrocam.cv import autobox_ious
 from thyrocam.data import Sample, read_ddti
 from thyrocam.data.samples import cases_to_samples
-from thyrocam.imaging import load_image, nodule_box
+from thyrocam.imaging import load_image, nodule_box, polygons_bbox
 from thyrocam.predictor import Explanation
 
 TILE = (280, 180)  # half of a 560x360 DDTI frame
@@ -98,17 +99,6 @@ def _heads_samples(folder: Path, run: Path, n: int) -> list[Sample]:
     benign = [s for s in held if s.label == 0][: n // 2]
     malignant = [s for s in held if s.label == 1][: n - len(benign)]
     return sorted(benign + malignant, key=lambda s: (int(s.case_id), s.image_path.name))
-
-
-def _box_iou(a: tuple[float, ...] | None, b: tuple[float, ...] | None) -> float:
-    """IoU of two ``(x0, y0, x1, y1)`` boxes; 0 when either is missing."""
-    if a is None or b is None:
-        return 0.0
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(
-        0.0, min(a[3], b[3]) - max(a[1], b[1])
-    )
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def _dashed_box(draw: ImageDraw.ImageDraw, box: tuple[float, ...], *, dash: int = 7) -> None:
@@ -214,7 +204,10 @@ def _heads_row(predictor: Predictor, sample: Sample, width: int) -> tuple[list[I
     desc = predictor.explain(
         sample.image_path, sample.clinical, target=f"calcifications:{calc['value']}"
     )
-    iou = _box_iou(pred.roi, nodule_box(sample.polygons)) if pred.roi_source == "auto" else 0.0
+    # Either panel's outline counts (a two-panel frame outlines the nodule in each), as in
+    # `thyrocam cv`'s box hit rate.
+    outlines = [polygons_bbox([p]) for p in sample.polygons if len(p) >= 3]
+    iou = autobox_ious(pred.roi if pred.roi_source == "auto" else None, outlines)[0]
     name = f"DDTI {sample.image_path.stem}"
     truth = "malignant" if sample.label else "benign"
     box = f"box IoU {iou:.2f}" if pred.roi_source == "auto" else "no nodule found"

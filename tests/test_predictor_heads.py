@@ -352,6 +352,20 @@ def test_the_search_keeps_the_confident_core_so_a_faint_bridge_does_not_join_nod
     assert nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, near=(0, 0, 5, 5)) is None
 
 
+def test_components_apart_keeps_whole_outlines_that_never_enter_the_region() -> None:
+    from thyrocam.predictor.autobox import components_apart
+
+    mask = np.zeros((40, 60), bool)
+    mask[5:15, 5:20] = True  # crosses into the region: dropped whole, not cut at its edge
+    mask[25:35, 40:55] = True  # elsewhere: kept whole
+    region = np.zeros_like(mask)
+    region[0:20, 15:30] = True
+    kept = components_apart(mask, region)
+    assert kept[25:35, 40:55].all() and not kept[5:15, 5:20].any()
+    assert kept.sum() == 150
+    assert not components_apart(np.zeros_like(mask), region).any()
+
+
 def test_a_given_box_is_used_as_given(predictor) -> None:
     pred = predictor.predict(_frame(), roi=(10, 10, 100, 100))
     assert pred.roi == (10, 10, 100, 100) and pred.roi_source == "user"

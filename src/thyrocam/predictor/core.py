@@ -37,7 +37,12 @@ from thyrocam.imaging import (
     to_tensor,
 )
 from thyrocam.model import ThyroidNet, resolve_device
-from thyrocam.predictor.autobox import NO_NODULE_WARNING, find_nodule
+from thyrocam.predictor.autobox import (
+    MASK_THRESHOLD,
+    NO_NODULE_WARNING,
+    components_apart,
+    find_nodule,
+)
 from thyrocam.predictor.heads import (
     estimate_descriptors,
     model_heads,
@@ -357,11 +362,20 @@ class Predictor:
 def _outline_on_frame(
     located: Located, outputs: Mapping[str, torch.Tensor], mapping: FrameMapping
 ) -> np.ndarray | None:
-    """The outline on the frame: the nodule search's, else that of the explained pass."""
-    if located.outline_frame is not None:
-        return located.outline_frame
+    """The outline on the frame: where the explained pass cropped around an automatic
+    box, its close-up outline (the one the box agrees with), plus the whole-frame
+    search's other nodules (components that never enter that crop, so no outline is
+    cut at the crop's edge). Either alone when there is only one."""
     prob = outline_probability(outputs)
-    return None if prob is None else mapping.cam_to_frame(prob)
+    close = None if prob is None else mapping.cam_to_frame(prob)
+    search = located.outline_frame
+    if search is None:
+        return close
+    if close is None or located.source != "auto":
+        return search
+    seen = mapping.visible_mask()
+    others = np.where(components_apart(search >= MASK_THRESHOLD, seen), search, 0.0)
+    return np.where(seen, close, others).astype(np.float32)
 
 
 def _outline_input(meta: Mapping[str, Any], preprocessing: Preprocessing) -> Preprocessing:

@@ -125,7 +125,9 @@ class Explanation:
         model: the model's identity for DICOM results: ``name``, ``version``,
             ``sha256`` (of ``model.safetensors``).
         mask_frame: float32 ``(H, W)`` the predicted nodule outline (probabilities) on
-            the original frame, or ``None`` for a run without an outline head.
+            the original frame, or ``None`` for a run without an outline head. With an
+            automatic box: the close-up outline inside the crop, and the whole-frame
+            search's other nodules outside it.
     """
 
     prediction: Prediction
