@@ -107,8 +107,8 @@ PRESETS: dict[str, dict[str, Any]] = {
     ),
     "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox"),
     # One real-data recipe (_DDTI_RECIPE above): --preset ddti for one run, capped at
-    # 14 minutes for a slow machine (~5 min on 2 idle cores); ddti-cv the same recipe
-    # for `thyrocam cv` (the synthetic pretraining is done once for all folds).
+    # 14 minutes for a slow machine (5-10.5 min measured on idle 2-core machines); ddti-cv
+    # the same recipe for `thyrocam cv` (the synthetic pretraining is done once for all folds).
     "ddti": dict(_DDTI_RECIPE, max_minutes=14.0),
     "ddti-cv": dict(_DDTI_RECIPE),
 }
