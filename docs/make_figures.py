@@ -20,11 +20,11 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from thyrocam import Predictor
-from thyrocam.cv import autobox_ious
 from thyrocam.data import Sample, read_ddti
 from thyrocam.data.samples import cases_to_samples
 from thyrocam.imaging import load_image, nodule_box, polygons_bbox
 from thyrocam.predictor import Explanation
+from thyrocam.predictor.autobox import autobox_ious
 
 TILE = (280, 180)  # half of a 560x360 DDTI frame
 

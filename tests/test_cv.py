@@ -100,7 +100,8 @@ def test_cli_cv_rejects_bad_models_and_writes_nothing(
 
 
 def test_autobox_iou_counts_either_panels_outline_and_reports_the_largest() -> None:
-    from thyrocam.cv import autobox_ious, box_iou
+    from thyrocam.imaging import box_iou
+    from thyrocam.predictor.autobox import autobox_ious
 
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)

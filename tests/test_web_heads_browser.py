@@ -108,10 +108,17 @@ def canvas_pixels(page, selector: str) -> np.ndarray:
 
 
 def _dashes(pixels: np.ndarray, box: tuple[float, ...]) -> np.ndarray:
-    """Along the box's top edge: True where the proposed box's colour is drawn."""
+    """Along the box's top edge: True where the proposed box's colour is drawn.
+
+    The line is about 2 px wide, centred on a fractional ``y0``: of the rows it
+    touches, the one it covers most (the others are anti-aliased into the image).
+    """
     x0, y0, x1, _ = (int(round(v)) for v in box)
-    row = pixels[y0, x0:x1]
-    return np.abs(row - np.array(AUTO_COLOUR)).max(axis=1) < 40
+    rows = [
+        np.abs(pixels[y, x0:x1] - np.array(AUTO_COLOUR)).max(axis=1) < 40
+        for y in range(max(0, y0 - 1), min(pixels.shape[0], y0 + 2))
+    ]
+    return max(rows, key=lambda r: int(r.sum()))
 
 
 def _upload_and_predict(page, server: str, image: Path) -> dict:

@@ -39,7 +39,12 @@ from thyrocam.explain.measures import centre_map
 from thyrocam.imaging import Box, load_frame, polygons_bbox
 from thyrocam.metrics import binary_metrics
 from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, default_target_layer, resolve_device
-from thyrocam.predictor.autobox import MASK_THRESHOLD, find_nodule, largest_component
+from thyrocam.predictor.autobox import (
+    MASK_THRESHOLD,
+    autobox_ious,
+    find_nodule,
+    largest_component,
+)
 from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.recipe import (
     build_model,
@@ -53,8 +58,6 @@ from thyrocam.train.recipe import (
 __all__ = [
     "CV_COLUMNS",
     "CV_MODELS",
-    "autobox_ious",
-    "box_iou",
     "case_folds",
     "cross_validate",
     "fit_logistic",
@@ -243,15 +246,6 @@ def _dice(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[fl
     return dice[has > 0].tolist()
 
 
-def box_iou(a: Box, b: Box) -> float:
-    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
-    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(
-        0.0, min(a[3], b[3]) - max(a[1], b[1])
-    )
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _outline_boxes(sample: Sample) -> list[Box]:
     """The box of each outline of a frame (frame pixels), largest outline first."""
     boxes = [polygons_bbox([p]) for p in sample.polygons if len(p) >= 3]
@@ -259,19 +253,6 @@ def _outline_boxes(sample: Sample) -> list[Box]:
         found = largest_component(np.asarray(Image.open(sample.mask_path).convert("L")) > 127)
         boxes = [tuple(float(v) for v in found[1])] if found else []
     return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))  # type: ignore[return-value]
-
-
-def autobox_ious(box: Box | None, outlines: Sequence[Box]) -> tuple[float, float]:
-    """``(best, largest)``: IoU of the automatic box with the best-matching outline's box
-    and with the largest outline's box (0 when no box was found).
-
-    A two-panel DDTI frame outlines the same nodule once per panel, so a box on
-    either panel has found the nodule; the training crop uses the largest outline.
-    """
-    if box is None or not outlines:
-        return 0.0, 0.0
-    ious = [box_iou(box, o) for o in outlines]
-    return max(ious), ious[0]
 
 
 def _autobox_scores(model: ThyroidNet, config: TrainConfig, test_s: Sequence[Sample]) -> dict:

@@ -19,7 +19,14 @@ Modules:
 
 from thyrocam.imaging.decode import DEFAULT_MAX_PIXELS, Frame, ImageSource, load_frame, load_image
 from thyrocam.imaging.dicom import looks_like_dicom
-from thyrocam.imaging.geometry import Box, nodule_box, parse_box, polygons_bbox, polygons_to_mask
+from thyrocam.imaging.geometry import (
+    Box,
+    box_iou,
+    nodule_box,
+    parse_box,
+    polygons_bbox,
+    polygons_to_mask,
+)
 from thyrocam.imaging.preprocess import (
     IMAGENET_MEAN,
     IMAGENET_STD,
@@ -37,6 +44,7 @@ __all__ = [
     "DEFAULT_MAX_PIXELS",
     "PREPROCESS_MODES",
     "Box",
+    "box_iou",
     "ImageSource",
     "Frame",
     "FrameMapping",

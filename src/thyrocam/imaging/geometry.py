@@ -10,7 +10,15 @@ from PIL import Image, ImageDraw
 
 from thyrocam.errors import InputError
 
-__all__ = ["Box", "polygons_to_mask", "polygons_bbox", "nodule_box", "parse_box", "check_box"]
+__all__ = [
+    "Box",
+    "box_iou",
+    "polygons_to_mask",
+    "polygons_bbox",
+    "nodule_box",
+    "parse_box",
+    "check_box",
+]
 
 Box = tuple[float, float, float, float]  # (x0, y0, x1, y1) in frame pixels
 
@@ -96,3 +104,12 @@ def nodule_box(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
         return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
 
     return polygons_bbox([max(outlines, key=area)])
+
+
+def box_iou(a: Box, b: Box) -> float:
+    """Intersection over union of two ``(x0, y0, x1, y1)`` boxes."""
+    inter = max(0.0, min(a[2], b[2]) - max(a[0], b[0])) * max(
+        0.0, min(a[3], b[3]) - max(a[1], b[1])
+    )
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union if union > 0 else 0.0

@@ -26,11 +26,13 @@ so this is a few hundred Python steps for a typical frame.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import torch
 from PIL import Image
 
-from thyrocam.imaging import Box, FrameMapping, Preprocessing, to_tensor
+from thyrocam.imaging import Box, FrameMapping, Preprocessing, box_iou, to_tensor
 from thyrocam.model import ThyroidNet
 
 __all__ = [
@@ -39,8 +41,9 @@ __all__ = [
     "NO_NODULE_WARNING",
     "REFINE_THRESHOLD",
     "SEED_THRESHOLD",
-    "find_nodule",
+    "autobox_ious",
     "components_apart",
+    "find_nodule",
     "largest_component",
     "nodule_box_from_mask",
 ]
@@ -256,3 +259,16 @@ def components_apart(mask: np.ndarray, region: np.ndarray) -> np.ndarray:
         if root not in touched:
             out[r, s:e] = True
     return out
+
+
+def autobox_ious(box: Box | None, outlines: Sequence[Box]) -> tuple[float, float]:
+    """``(best, largest)``: IoU of the automatic box with the best-matching outline's box
+    and with the largest outline's box (0 when no box was found).
+
+    A two-panel DDTI frame outlines the same nodule once per panel, so a box on
+    either panel has found the nodule; the training crop uses the largest outline.
+    """
+    if box is None or not outlines:
+        return 0.0, 0.0
+    ious = [box_iou(box, o) for o in outlines]
+    return max(ious), ious[0]
