@@ -22,7 +22,7 @@ from PIL import Image, ImageDraw, ImageFont
 from thyrocam import Predictor
 from thyrocam.data import Sample, read_ddti
 from thyrocam.data.samples import cases_to_samples
-from thyrocam.imaging import load_image, nodule_box, polygons_bbox
+from thyrocam.imaging import load_image, nodule_box, outline_boxes
 from thyrocam.predictor import Explanation
 from thyrocam.predictor.autobox import autobox_ious
 
@@ -206,7 +206,7 @@ def _heads_row(predictor: Predictor, sample: Sample, width: int) -> tuple[list[I
     )
     # Either panel's outline counts (a two-panel frame outlines the nodule in each), as in
     # `thyrocam cv`'s box hit rate.
-    outlines = [polygons_bbox([p]) for p in sample.polygons if len(p) >= 3]
+    outlines = outline_boxes(sample.polygons)
     iou = autobox_ious(pred.roi if pred.roi_source == "auto" else None, outlines)[0]
     name = f"DDTI {sample.image_path.stem}"
     truth = "malignant" if sample.label else "benign"

@@ -25,6 +25,7 @@ from PIL import Image, ImageDraw
 
 from browser_support import launch_chromium, serving
 from thyrocam.clinical import default_cat_maps
+from thyrocam.imaging import box_iou
 from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet
 from thyrocam.web import create_app, get_state
 
@@ -215,14 +216,6 @@ def ddti_run(ddti_sample: Path, tmp_path_factory: pytest.TempPathFactory) -> Pat
     return out
 
 
-def _iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
-
-
 def _held_out_frames(run: Path, boxes: dict[Path, tuple]) -> list[Path]:
     """The frames of the run's test cases (all outlined frames if the run has no split)."""
     split_file = run / "split.json"
@@ -242,7 +235,7 @@ def test_real_ddti_frame_without_a_box(page, ddti_sample: Path, ddti_run: Path, 
     chosen = None
     for frame in _held_out_frames(ddti_run, boxes)[:20]:
         pred = predictor.predict(frame)
-        if pred.roi_source == "auto" and _iou(pred.roi, boxes[frame]) >= 0.3:
+        if pred.roi_source == "auto" and box_iou(pred.roi, boxes[frame]) >= 0.3:
             chosen = frame
             break
     assert chosen is not None, "the automatic box missed the outline on 20 held-out frames"
@@ -250,7 +243,7 @@ def test_real_ddti_frame_without_a_box(page, ddti_sample: Path, ddti_run: Path, 
     app = create_app({"CHECKPOINT": str(ddti_run), "UPLOAD_DIR": str(tmp_path / "uploads")})
     with serving(app) as url:
         body = _upload_and_predict(page, url, chosen)
-        assert body["roi_source"] == "auto" and _iou(body["roi"], boxes[chosen]) >= 0.3
+        assert body["roi_source"] == "auto" and box_iou(body["roi"], boxes[chosen]) >= 0.3
         page.wait_for_selector("#preview[data-roi-source='auto']")
         dashes = _dashes(canvas_pixels(page, "#preview"), body["roi"])
         assert 0.3 < dashes.mean() < 0.8, dashes.mean()

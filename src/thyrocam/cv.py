@@ -36,7 +36,7 @@ from thyrocam.data import Sample, ThyroidDataset, prepare_samples
 from thyrocam.errors import DataError, InputError
 from thyrocam.explain import GradCAM
 from thyrocam.explain.measures import centre_map
-from thyrocam.imaging import Box, load_frame, polygons_bbox
+from thyrocam.imaging import Box, load_frame, outline_boxes
 from thyrocam.metrics import binary_metrics
 from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, default_target_layer, resolve_device
 from thyrocam.predictor.autobox import (
@@ -247,29 +247,26 @@ def _dice(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[fl
 
 
 def _outline_boxes(sample: Sample) -> list[Box]:
-    """The box of each outline of a frame (frame pixels), largest outline first."""
-    boxes = [polygons_bbox([p]) for p in sample.polygons if len(p) >= 3]
+    """The box of each outline of a frame (frame pixels), the largest outline first
+    (the one training crops use); a manifest's mask file gives its largest component."""
+    boxes = outline_boxes(sample.polygons)
     if not boxes and sample.mask_path is not None:
         found = largest_component(np.asarray(Image.open(sample.mask_path).convert("L")) > 127)
-        boxes = [tuple(float(v) for v in found[1])] if found else []
-    return sorted(boxes, key=lambda b: -(b[2] - b[0]) * (b[3] - b[1]))  # type: ignore[return-value]
+        boxes = [tuple(float(v) for v in found[1])] if found else []  # type: ignore[misc]
+    return boxes
 
 
 def _autobox_scores(model: ThyroidNet, config: TrainConfig, test_s: Sequence[Sample]) -> dict:
     """The automatic box as the predictor makes it, on each whole test frame with an outline."""
     best, largest = [], []
+    search, crop = outline_input(config), config.preprocessing()
     for s in test_s:
         outlines = _outline_boxes(s)
         if not outlines:
             continue
         frame = load_frame(s.image_path)
         box, _ = find_nodule(
-            model,
-            frame.image,
-            clin=None,
-            search=outline_input(config),
-            crop=config.preprocessing(),
-            region=frame.region,
+            model, frame.image, clin=None, search=search, crop=crop, region=frame.region
         )
         iou_best, iou_largest = autobox_ious(box, outlines)
         best.append(iou_best)

@@ -23,6 +23,7 @@ from thyrocam.imaging.geometry import (
     Box,
     box_iou,
     nodule_box,
+    outline_boxes,
     parse_box,
     polygons_bbox,
     polygons_to_mask,
@@ -58,5 +59,6 @@ __all__ = [
     "polygons_to_mask",
     "polygons_bbox",
     "nodule_box",
+    "outline_boxes",
     "parse_box",
 ]

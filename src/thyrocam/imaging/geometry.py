@@ -16,6 +16,7 @@ __all__ = [
     "polygons_to_mask",
     "polygons_bbox",
     "nodule_box",
+    "outline_boxes",
     "parse_box",
     "check_box",
 ]
@@ -88,22 +89,27 @@ def polygons_bbox(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | No
     return (min(xs), min(ys), max(xs), max(ys))
 
 
+def _polygon_area(poly: Sequence[tuple[float, float]]) -> float:
+    xs = np.array([float(p[0]) for p in poly])
+    ys = np.array([float(p[1]) for p in poly])
+    return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
+
+
+def outline_boxes(polygons: Sequence[Sequence[tuple[float, float]]]) -> list[Box]:
+    """The box of each outline (a polygon of >= 3 points), the largest outline first
+    (by area; ties keep their order)."""
+    outlines = sorted((p for p in polygons if len(p) >= 3), key=_polygon_area, reverse=True)
+    return [polygons_bbox([p]) for p in outlines]  # type: ignore[misc]
+
+
 def nodule_box(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
     """The box around the largest outline: the region of interest of one view.
 
     A two-panel DDTI frame outlines the same nodule once per panel; a box around
     every outline would span both panels and shrink the nodule in the crop.
     """
-    outlines = [poly for poly in polygons if len(poly) >= 3]
-    if not outlines:
-        return polygons_bbox(polygons)
-
-    def area(poly: Sequence[tuple[float, float]]) -> float:
-        xs = np.array([float(p[0]) for p in poly])
-        ys = np.array([float(p[1]) for p in poly])
-        return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
-
-    return polygons_bbox([max(outlines, key=area)])
+    boxes = outline_boxes(polygons)
+    return boxes[0] if boxes else polygons_bbox(polygons)
 
 
 def box_iou(a: Box, b: Box) -> float:

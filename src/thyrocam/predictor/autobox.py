@@ -34,6 +34,7 @@ from PIL import Image
 
 from thyrocam.imaging import Box, FrameMapping, Preprocessing, box_iou, to_tensor
 from thyrocam.model import ThyroidNet
+from thyrocam.predictor.heads import outline_probability
 
 __all__ = [
     "MASK_THRESHOLD",
@@ -227,8 +228,7 @@ def find_nodule(
     device = next(model.parameters()).device
 
     def outline(inp: Image.Image) -> np.ndarray:
-        logits = model.forward_heads(to_tensor(inp)[None].to(device), clin)["outline"]
-        return torch.sigmoid(logits[0, 0].float()).cpu().numpy()
+        return outline_probability(model.forward_heads(to_tensor(inp)[None].to(device), clin))
 
     inp, mapping = search.apply(image, region=region)
     prob = outline(inp)
