@@ -227,6 +227,69 @@ def test_training_writes_heads_and_outline_input(tiny_run: Path) -> None:
     assert {"train_bce", "train_outline", "train_descriptors"} <= set(history)
     info = load_run(tiny_run)
     assert info.model.heads == ALL_HEADS
+    # Each descriptor head's accuracy on the test split, beside the commonest value's.
+    split = json.loads((tiny_run / "split.json").read_text())
+    test_cases = set(split["test"])
+    samples, _, _ = prepare_samples(meta["data"], label_source="auto")
+    test = [s for s in samples if s.case_id in test_cases]
+    quality = meta["descriptor_quality"]
+    assert quality["split"] == "test" and set(quality["fields"]) == set(DESCRIPTOR_FIELDS)
+    for f, q in quality["fields"].items():
+        assert q["n"] == sum(s.clinical.get(f) is not None for s in test) > 0
+        assert 0.0 <= q["accuracy"] <= 1.0 and 0.0 <= q["baseline"] <= 1.0
+
+
+class _Constant(ThyroidNet):
+    """Descriptor heads that always answer one fixed class per field (a known answer)."""
+
+    answers: dict[str, int] = {}
+
+    def forward_heads(self, img, clin=None):
+        out = super().forward_heads(img, clin)
+        for f, j in self.answers.items():
+            logits = torch.full_like(out[f], -10.0)
+            logits[:, j] = 10.0
+            out[f] = logits
+        return out
+
+
+def test_descriptor_quality_counts_against_the_training_splits_commonest_value(
+    synth_dir: Path,
+) -> None:
+    from thyrocam.clinical import fit_cat_maps
+    from thyrocam.data.dataset import descriptor_targets
+    from thyrocam.train.scoring import descriptor_quality
+
+    samples, _, _ = prepare_samples(synth_dir, label_source="auto")
+    train, test = samples[: len(samples) // 2], samples[len(samples) // 2 :]
+    cat_maps = fit_cat_maps([s.clinical for s in samples])
+    truth_train = np.stack([descriptor_targets(s.clinical, cat_maps) for s in train])
+    truth_test = np.stack([descriptor_targets(s.clinical, cat_maps) for s in test])
+    commonest = [int(np.bincount(c[c >= 0]).argmax()) for c in truth_train.T]
+    # Composition answers the training split's commonest value (a head that learnt
+    # nothing: accuracy == baseline); the other fields a fixed other class.
+    answers = {f: (commonest[j] if j == 0 else (commonest[j] + 1) % len(cat_maps["fields"][f]))
+               for j, f in enumerate(DESCRIPTOR_FIELDS)}
+    torch.manual_seed(0)
+    net = _Constant(arch="resnet10n", clinical_dim=clinical_dim(cat_maps), heads=ALL_HEADS,
+                    descriptor_classes=descriptor_classes_from(cat_maps))
+    net.answers = answers
+    quality = descriptor_quality(
+        net.eval(), train=train, test=test, preprocessing=Preprocessing(mode="letterbox", size=64),
+        cat_maps=cat_maps, device=torch.device("cpu"), batch_size=5,
+    )
+    for j, f in enumerate(DESCRIPTOR_FIELDS):
+        t = truth_test[:, j][truth_test[:, j] >= 0]
+        q = quality["fields"][f]
+        assert q["n"] == len(t) > 0
+        assert q["accuracy"] == pytest.approx(float((t == answers[f]).mean()))
+        assert q["baseline"] == pytest.approx(float((t == commonest[j]).mean()))
+        assert q["commonest"] == cat_maps["fields"][f][commonest[j]]
+    composition = quality["fields"]["composition"]
+    assert composition["accuracy"] == composition["baseline"]
+    assert descriptor_quality(_net(heads=("malignancy",)), train=train, test=test,
+                              preprocessing=Preprocessing(mode="letterbox", size=64),
+                              cat_maps=cat_maps, device=torch.device("cpu")) is None
 
 
 def test_init_from_copies_matching_weights_and_refuses_other_arch(tmp_path: Path) -> None:

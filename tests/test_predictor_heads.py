@@ -398,6 +398,47 @@ def test_estimated_descriptors_and_the_tirads_line_from_the_image(predictor) -> 
     assert whole.tirads_estimated is None and whole.to_dict()["tirads_estimated"] is None
 
 
+def test_estimates_carry_held_out_accuracy_and_weak_heads_are_withheld(predictor) -> None:
+    import copy
+
+    from thyrocam.clinical import acr_tirads
+
+    quality = {
+        "split": "test",
+        "fields": {
+            "composition": {"accuracy": 0.8, "baseline": 0.6, "n": 30, "commonest": "solid"},
+            "echogenicity": {"accuracy": 0.7, "baseline": 0.5, "n": 30, "commonest": "x"},
+            # No better than always answering the commonest value: withheld.
+            "margins": {"accuracy": 0.5, "baseline": 0.5, "n": 30, "commonest": "x"},
+            # Never recorded in the test split: unknown, used as before.
+            "calcifications": {"accuracy": None, "baseline": None, "n": 0, "commonest": None},
+        },
+    }
+    judged = copy.copy(predictor)
+    judged.meta = {**predictor.meta, "descriptor_quality": quality}
+    pred = judged.predict(_frame(), {"composition": "solid"}, roi=NODULE)
+    assert pred.estimated["echogenicity"]["held_out"] == {"accuracy": 0.7, "baseline": 0.5, "n": 30}
+    assert pred.estimated["echogenicity"]["beats_baseline"] is True
+    assert pred.estimated["margins"]["beats_baseline"] is False
+    assert pred.estimated["calcifications"]["held_out"] is None
+    assert pred.estimated["calcifications"]["beats_baseline"] is None
+    assert pred.estimated_withheld == ["margins"]
+    assert pred.estimated_fields == ["echogenicity", "calcifications"]
+    filled = {"composition": "solid"}
+    filled.update({f: pred.estimated[f]["value"] for f in pred.estimated_fields})
+    assert pred.tirads_estimated.level == acr_tirads(filled).level
+    body = json.loads(json.dumps(pred.to_dict()))
+    assert body["estimated_withheld"] == ["margins"]
+    assert body["tirads_estimated"]["from_image"] == ["echogenicity", "calcifications"]
+    # Every missing field withheld: no line from the image at all.
+    entered = {"composition": "solid", "echogenicity": "isoechogenicity", "calcifications": "non"}
+    only = judged.predict(_frame(), entered, roi=NODULE)
+    assert only.estimated_withheld == ["margins"] and only.tirads_estimated is None
+    # A run that did not record it (every run before this): estimates as before.
+    plain = predictor.predict(_frame(), {"composition": "solid"}, roi=NODULE)
+    assert plain.estimated["margins"]["held_out"] is None and plain.estimated_withheld == []
+
+
 def test_descriptor_target_through_the_predictor(predictor) -> None:
     frame = _frame()
     exp = predictor.explain(frame, roi=NODULE, target="Calcifications:microcalcification")

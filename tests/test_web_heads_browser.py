@@ -76,6 +76,17 @@ def page(browser):
     assert problems == []
 
 
+# What training records of its descriptor heads on held-out frames: the calcification
+# head no better than always answering the commonest value, the others better.
+STANDIN_QUALITY = {
+    "split": "test",
+    "fields": {
+        f: {"accuracy": acc, "baseline": 0.5, "n": 40, "commonest": CAT_MAPS["fields"][f][0]}
+        for f, acc in zip(DESCRIPTOR_FIELDS, (0.7, 0.65, 0.6, 0.45), strict=True)
+    },
+}
+
+
 @pytest.fixture(scope="module")
 def standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     from thyrocam.checkpoint import save_run
@@ -92,7 +103,10 @@ def standin_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         cat_maps=CAT_MAPS,
         preprocessing=Preprocessing(mode="roi", size=64),
         threshold=0.5,
-        extra_meta={"outline_input": {"mode": "letterbox", "size": 128, "margin": 0.5}},
+        extra_meta={
+            "outline_input": {"mode": "letterbox", "size": 128, "margin": 0.5},
+            "descriptor_quality": STANDIN_QUALITY,
+        },
     )
     app = create_app({"CHECKPOINT": str(run), "UPLOAD_DIR": str(tmp / "uploads")})
     state = get_state(app)
@@ -153,7 +167,19 @@ def test_proposed_box_estimates_and_descriptor_target(page, standin_server, tmp_
     # The descriptors read from the image, and the TI-RADS line from them (none entered).
     rows = page.locator("#estimated-table tbody tr")
     assert rows.count() == 4
-    assert "%" in page.inner_text("#estimated-table tbody tr[data-field='calcifications']")
+    calc = page.inner_text("#estimated-table tbody tr[data-field='calcifications']")
+    assert "%" in calc
+    # Each estimate with its head's held-out accuracy beside the commonest value's; the
+    # calcification head is no better than that, so it is flagged and kept out of the
+    # TI-RADS line from the image.
+    assert "45 % (50 %), n=40" in calc and "no better than the commonest value" in calc
+    margins = page.inner_text("#estimated-table tbody tr[data-field='margins']")
+    assert "60 % (50 %), n=40" in margins and "no better" not in margins
+    assert body["estimated_withheld"] == ["calcifications"]
+    assert body["tirads_estimated"]["from_image"] == ["composition", "echogenicity", "margins"]
+    assert "Calcifications" in page.inner_text("#estimated-withheld")
+    assert body["tirads_estimated"]["is_partial"]  # calcifications still missing
+    assert "lower bound" in page.inner_text("#tirads-estimated-partial")
     level = page.inner_text("#tirads-estimated-level")
     assert level == body["tirads_estimated"]["level"]
     assert "estimate" in page.inner_text("#tirads-estimated")

@@ -240,8 +240,10 @@ class Predictor:
     ) -> Prediction:
         logit = float(outputs["malignancy"][0, 0])
         prob = float(1.0 / (1.0 + np.exp(-logit)))
-        estimated = estimate_descriptors(outputs, self.cat_maps)
-        from_image, filled = tirads_from_image(normalised, estimated)
+        estimated = estimate_descriptors(
+            outputs, self.cat_maps, quality=self.meta.get("descriptor_quality")
+        )
+        from_image, filled, withheld = tirads_from_image(normalised, estimated)
         return Prediction(
             probability=prob,
             label=LABEL_NAMES[int(prob >= self.threshold)],
@@ -259,6 +261,7 @@ class Predictor:
             estimated=estimated,
             tirads_estimated=from_image,
             estimated_fields=filled,
+            estimated_withheld=withheld,
         )
 
     # -- public ------------------------------------------------------------------------

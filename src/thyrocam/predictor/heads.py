@@ -42,47 +42,69 @@ def run_heads(
 
 
 def estimate_descriptors(
-    outputs: Mapping[str, torch.Tensor], cat_maps: Mapping[str, Any]
+    outputs: Mapping[str, torch.Tensor],
+    cat_maps: Mapping[str, Any],
+    *,
+    quality: Mapping[str, Any] | None = None,
 ) -> dict[str, dict[str, Any]] | None:
-    """The most likely value of each image descriptor and its softmax probability.
+    """The most likely value of each image descriptor, its probability and how far to trust it.
 
     Args:
         outputs: ``field -> (1, k)`` logits (columns in ``cat_maps["fields"][field]`` order).
+        quality: the run's ``meta.json`` ``"descriptor_quality"`` (held-out accuracy
+            beside the commonest value's, per field); ``None`` for runs without it.
 
     Returns:
-        ``{field: {"value": str, "probability": float}}`` for the four fields, or
-        ``None`` when the outputs hold no descriptor head.
+        ``{field: {"value": str, "probability": float, "held_out": {"accuracy",
+        "baseline", "n"} | None, "beats_baseline": bool | None}}`` for the four
+        fields, or ``None`` when the outputs hold no descriptor head.
+        ``beats_baseline`` is False where the head read held-out frames no better
+        than always answering the commonest value, ``None`` where that is unknown.
     """
     if not all(f in outputs for f in DESCRIPTOR_FIELDS):
         return None
+    per_field = (quality or {}).get("fields", {})
     estimated: dict[str, dict[str, Any]] = {}
     for f in DESCRIPTOR_FIELDS:
         probs = torch.softmax(outputs[f][0].detach().float(), dim=0)
         j = int(probs.argmax())
+        q = per_field.get(f)
+        known = q is not None and q.get("accuracy") is not None and q.get("baseline") is not None
         estimated[f] = {
             "value": str(cat_maps["fields"][f][j]),
             "probability": round(float(probs[j]), 4),
+            "held_out": (
+                {k: q[k] for k in ("accuracy", "baseline", "n")} if known and q else None
+            ),
+            "beats_baseline": bool(q["accuracy"] > q["baseline"]) if known and q else None,
         }
     return estimated
 
 
 def tirads_from_image(
     clinical: Mapping[str, Any], estimated: Mapping[str, Mapping[str, Any]] | None
-) -> tuple[TiradsResult | None, list[str]]:
+) -> tuple[TiradsResult | None, list[str], list[str]]:
     """ACR TI-RADS with each missing image descriptor taken from ``estimated``.
 
+    An estimate whose head did no better than the commonest value on held-out
+    frames (``beats_baseline`` False) is withheld: a TI-RADS level built on a guess
+    would look like a reading.
+
     Returns:
-        ``(result, fields taken from the image)``; ``(None, [])`` when nothing was
-        missing (the entered line says it all) or there is no estimate.
+        ``(result, fields taken from the image, missing fields withheld)``;
+        ``result`` is ``None`` when nothing was missing (the entered line says it
+        all), there is no estimate, or every missing field was withheld.
     """
     if estimated is None:
-        return None, []
-    filled = [f for f in DESCRIPTOR_FIELDS if clinical.get(f) is None]
+        return None, [], []
+    missing = [f for f in DESCRIPTOR_FIELDS if clinical.get(f) is None]
+    withheld = [f for f in missing if estimated[f].get("beats_baseline") is False]
+    filled = [f for f in missing if f not in withheld]
     if not filled:
-        return None, []
+        return None, [], withheld
     values = dict(clinical)
     values.update({f: estimated[f]["value"] for f in filled})
-    return acr_tirads(values), filled
+    return acr_tirads(values), filled, withheld
 
 
 def outline_probability(outputs: Mapping[str, torch.Tensor]) -> np.ndarray | None:

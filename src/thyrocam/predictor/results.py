@@ -39,12 +39,16 @@ class Prediction:
             largest nodule of the run's predicted outline) or ``"frame"`` (no box: the
             whole frame was used).
         estimated: the four image descriptors as the run's descriptor heads read them,
-            ``{field: {"value": str, "probability": float}}`` (the most likely value);
-            ``None`` for a run without descriptor heads.
+            ``{field: {"value": str, "probability": float, "held_out": {...} | None,
+            "beats_baseline": bool | None}}`` (the most likely value; ``held_out``: the
+            head's accuracy on the run's test frames beside always answering the
+            commonest value); ``None`` for a run without descriptor heads.
         tirads_estimated: ACR TI-RADS with the missing descriptors taken from
             :attr:`estimated` (an estimate, not the radiologist's reading); ``None``
             when nothing was missing or the run cannot estimate.
         estimated_fields: the fields :attr:`tirads_estimated` took from the image.
+        estimated_withheld: missing fields not taken from the image because their
+            head did no better than the commonest value on held-out frames.
     """
 
     probability: float
@@ -63,6 +67,7 @@ class Prediction:
     estimated: dict[str, dict[str, Any]] | None = None
     tirads_estimated: Any = None
     estimated_fields: list[str] = field(default_factory=list)
+    estimated_withheld: list[str] = field(default_factory=list)
 
     def roi_mm(self) -> list[float] | None:
         """:attr:`roi` in mm from the top-left corner of the tissue region (or frame)."""
@@ -96,6 +101,7 @@ class Prediction:
                 if self.tirads_estimated is None
                 else {**self.tirads_estimated.to_dict(), "from_image": self.estimated_fields}
             ),
+            "estimated_withheld": list(self.estimated_withheld),
         }
 
 

@@ -38,7 +38,7 @@ from thyrocam.train.recipe import (
     step_loss_for,
     train_dataset,
 )
-from thyrocam.train.scoring import score_fitted
+from thyrocam.train.scoring import descriptor_quality, score_fitted
 
 __all__ = ["train", "prepare_data", "make_step_loss", "PreparedData"]
 
@@ -149,6 +149,15 @@ def _train(
     model.load_state_dict(result.best_state)
     scores = score_fitted(model, val_loader=val_dl, test_loader=test_dl, device=device)
     metrics = _metrics(prepared, result, scores.validation, scores.test, dist=dist)
+    quality = descriptor_quality(
+        model,
+        train=prepared.train,
+        test=prepared.test,
+        preprocessing=config.preprocessing(),
+        cat_maps=prepared.cat_maps,
+        device=device,
+        batch_size=config.batch_size,
+    )
     save_run(
         out,
         model=model.cpu(),
@@ -162,6 +171,9 @@ def _train(
             "data": prepared.data,
             # The whole-frame pass the automatic box is computed on (outline head only).
             **({"outline_input": outline_input(config).to_dict()} if "outline" in heads else {}),
+            # Each descriptor head's held-out accuracy beside the commonest value's: the
+            # page shows it with every estimate (meta.json: it never changes after training).
+            **({"descriptor_quality": quality} if quality is not None else {}),
         },
         metrics=metrics,
         split=prepared.split_record(),

@@ -86,6 +86,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "total": "Total",
         "level": "Level",
         "tirads_partial": "Some features were not recorded: the level is a lower bound.",
+        "tirads_from_image_partial": "Some features are neither recorded nor taken from the "
+        "image: this level is a lower bound.",
         "fna": "FNA if ≥ {fna} cm; follow-up if ≥ {follow} cm",
         "no_fna": "No FNA",
         "cam_heading": "Grad-CAM explanation",
@@ -122,6 +124,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "estimated_heading": "Descriptors read from the image",
         "estimated_entered": "Entered",
         "estimated_image": "From the image (estimate)",
+        "estimated_held_out": "Accuracy on held-out frames (commonest value)",
+        "held_out_value": "{acc} ({base}), n={n}",
+        "held_out_weak": "no better than the commonest value",
+        "held_out_unknown": "not measured for this model",
+        "estimated_withheld": "Not taken into the TI-RADS estimate: {fields} — on held-out "
+        "frames the model read them no better than always answering the commonest value.",
         "estimated_note": "The model's reading of the image, with its probability: an "
         "estimate, not a radiologist's report.",
         "tirads_from_image": "ACR TI-RADS from the image (estimate)",
@@ -195,6 +203,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "total": "Total",
         "level": "Nivel",
         "tirads_partial": "Faltan rasgos: el nivel es una cota inferior.",
+        "tirads_from_image_partial": "Hay rasgos ni introducidos ni tomados de la imagen: "
+        "este nivel es una cota inferior.",
         "fna": "PAAF si ≥ {fna} cm; seguimiento si ≥ {follow} cm",
         "no_fna": "Sin PAAF",
         "cam_heading": "Explicación Grad-CAM",
@@ -234,6 +244,12 @@ STRINGS: dict[str, dict[str, str]] = {
         "estimated_heading": "Descriptores leídos de la imagen",
         "estimated_entered": "Introducido",
         "estimated_image": "De la imagen (estimación)",
+        "estimated_held_out": "Exactitud en imágenes reservadas (valor más frecuente)",
+        "held_out_value": "{acc} ({base}), n={n}",
+        "held_out_weak": "no mejor que el valor más frecuente",
+        "held_out_unknown": "no medida para este modelo",
+        "estimated_withheld": "No se usan en la estimación TI-RADS: {fields}; en imágenes "
+        "reservadas el modelo no los leyó mejor que respondiendo siempre el valor más frecuente.",
         "estimated_note": "La lectura de la imagen por el modelo, con su probabilidad: una "
         "estimación, no el informe de un radiólogo.",
         "tirads_from_image": "ACR TI-RADS a partir de la imagen (estimación)",

@@ -184,13 +184,23 @@ def _schemas() -> dict[str, Any]:
                 "type": "object",
                 "nullable": True,
                 "description": "per image descriptor, the descriptor heads' most likely "
-                "`value` and its `probability`; null for a run without descriptor heads",
+                "`value`, its `probability`, `held_out` (the head's `accuracy` on the run's "
+                "test frames, the `baseline` of always answering the commonest value, and "
+                "`n`; null for runs that did not record it) and `beats_baseline`; null for "
+                "a run without descriptor heads",
+            },
+            "estimated_withheld": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "missing descriptors not taken into `tirads_estimated` because "
+                "their head did no better than the commonest value on held-out frames",
             },
             "tirads_estimated": {
                 "allOf": [{"$ref": "#/components/schemas/Tirads"}],
                 "nullable": True,
                 "description": "ACR TI-RADS with the missing descriptors taken from "
-                "`estimated` (listed in `from_image`): an estimate; null when none was missing",
+                "`estimated` (listed in `from_image`): an estimate; null when none was "
+                "missing or every missing one was withheld",
             },
         },
     }

@@ -480,7 +480,7 @@
     const table = headedTable(
       { class: "tirads estimated", id: "estimated-table" },
       t("estimated_heading"),
-      [t("feature"), t("estimated_entered"), t("estimated_image")],
+      [t("feature"), t("estimated_entered"), t("estimated_image"), t("estimated_held_out")],
     );
     const tbody = el("tbody");
     // The form's order (JSON objects arrive with sorted keys).
@@ -493,11 +493,17 @@
           el("td", { text: t(`f_${field}`) }),
           el("td", { class: known ? "" : "missing", text: known ? vocabLabel(field, entered) : "–" }),
           el("td", { class: "estimate", text: `${vocabLabel(field, guess.value)} (${pct(guess.probability)})` }),
+          heldOutCell(guess),
         ]),
       );
     }
     table.append(tbody);
     const wrap = el("div", { class: "estimated-wrap" }, [table, el("p", { class: "hint", text: t("estimated_note") })]);
+    const withheld = body.estimated_withheld || [];
+    if (withheld.length) {
+      const fields = withheld.map((f) => t(`f_${f}`)).join(", ");
+      wrap.append(el("p", { class: "hint withheld", id: "estimated-withheld", text: t("estimated_withheld", { fields }) }));
+    }
     const fromImage = body.tirads_estimated;
     if (fromImage) {
       const fields = fromImage.from_image.map((f) => t(`f_${f}`)).join(", ");
@@ -508,8 +514,22 @@
           ` (${t("total")} ${fromImage.total}) · ${t("tirads_from_image_note", { fields })}`,
         ]),
       );
+      // Fields withheld (or never estimable) stay missing: the level is then a lower bound.
+      if (fromImage.is_partial) wrap.append(el("p", { class: "hint", id: "tirads-estimated-partial", text: t("tirads_from_image_partial") }));
     }
     return wrap;
+  }
+
+  // How well this head read the run's held-out frames, beside always answering the
+  // commonest value: a clinician must see when an estimate is no better than a guess.
+  function heldOutCell(guess) {
+    const q = guess.held_out;
+    if (!q) return el("td", { class: "held-out unknown", text: t("held_out_unknown") });
+    // Whole percent: on a few dozen held-out frames a decimal would claim precision.
+    const whole = (p) => `${Math.round(100 * p)} %`;
+    const text = t("held_out_value", { acc: whole(q.accuracy), base: whole(q.baseline), n: q.n });
+    const weak = guess.beats_baseline === false;
+    return el("td", { class: weak ? "held-out weak" : "held-out", text: weak ? `${text} · ${t("held_out_weak")}` : text });
   }
 
   // ---- Grad-CAM: draw the server's overlay, re-blend locally from the raw grid ---------
