@@ -172,9 +172,9 @@ def test_proposed_box_estimates_and_descriptor_target(page, standin_server, tmp_
     # Each estimate with its head's held-out accuracy beside the commonest value's; the
     # calcification head is no better than that, so it is flagged and kept out of the
     # TI-RADS line from the image.
-    assert "45 % (50 %), n=40" in calc and "no better than the commonest value" in calc
+    assert "45 % (50 %)" in calc and "n=40" in calc and "no better than the commonest value" in calc
     margins = page.inner_text("#estimated-table tbody tr[data-field='margins']")
-    assert "60 % (50 %), n=40" in margins and "no better" not in margins
+    assert "60 % (50 %)" in margins and "n=40" in margins and "no better" not in margins
     assert body["estimated_withheld"] == ["calcifications"]
     assert body["tirads_estimated"]["from_image"] == ["composition", "echogenicity", "margins"]
     assert "Calcifications" in page.inner_text("#estimated-withheld")

@@ -124,8 +124,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "estimated_heading": "Descriptors read from the image",
         "estimated_entered": "Entered",
         "estimated_image": "From the image (estimate)",
-        "estimated_held_out": "Accuracy on held-out frames (commonest value)",
-        "held_out_value": "{acc} ({base}), n={n}",
+        "estimated_held_out": "Held-out accuracy (commonest value)",
+        "held_out_value": "{acc} ({base})",
         "held_out_weak": "no better than the commonest value",
         "held_out_unknown": "not measured for this model",
         "estimated_withheld": "Not taken into the TI-RADS estimate: {fields} — on held-out "
@@ -244,8 +244,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "estimated_heading": "Descriptores leídos de la imagen",
         "estimated_entered": "Introducido",
         "estimated_image": "De la imagen (estimación)",
-        "estimated_held_out": "Exactitud en imágenes reservadas (valor más frecuente)",
-        "held_out_value": "{acc} ({base}), n={n}",
+        "estimated_held_out": "Acierto en casos reservados (valor más frecuente)",
+        "held_out_value": "{acc} ({base})",
         "held_out_weak": "no mejor que el valor más frecuente",
         "held_out_unknown": "no medida para este modelo",
         "estimated_withheld": "No se usan en la estimación TI-RADS: {fields}; en imágenes "

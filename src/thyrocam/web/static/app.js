@@ -413,8 +413,9 @@
       summary.append(el("p", { class: "warning", text }));
     }
     const tirads = tiradsTable(body.tirads, body.clinical);
-    if (body.estimated) tirads.append(estimatedBlock(body));
     box.append(el("div", { class: "result-layout" }, [summary, tirads]));
+    // Across the whole card: four columns, and the held-out accuracy needs the room.
+    if (body.estimated) box.append(estimatedBlock(body));
     $("result-empty").classList.add("hidden");
     box.classList.remove("hidden");
     if (state.cam) renderCamText(body);
@@ -527,9 +528,12 @@
     if (!q) return el("td", { class: "held-out unknown", text: t("held_out_unknown") });
     // Whole percent: on a few dozen held-out frames a decimal would claim precision.
     const whole = (p) => `${Math.round(100 * p)} %`;
-    const text = t("held_out_value", { acc: whole(q.accuracy), base: whole(q.baseline), n: q.n });
-    const weak = guess.beats_baseline === false;
-    return el("td", { class: weak ? "held-out weak" : "held-out", text: weak ? `${text} · ${t("held_out_weak")}` : text });
+    const numbers = el("span", { class: "nums" }, [
+      el("span", { class: "rates", text: t("held_out_value", { acc: whole(q.accuracy), base: whole(q.baseline) }) }),
+      el("span", { class: "count", text: ` n=${q.n}` }),
+    ]);
+    if (guess.beats_baseline !== false) return el("td", { class: "held-out" }, [numbers]);
+    return el("td", { class: "held-out weak" }, [numbers, el("span", { class: "flag", text: t("held_out_weak") })]);
   }
 
   // ---- Grad-CAM: draw the server's overlay, re-blend locally from the raw grid ---------
