@@ -81,6 +81,13 @@ def _check_sr_matches(sr, prediction: dict, *, method: str, run: Path) -> dict:
         estimated = values["Descriptors estimated from the image"]
         for key, guess in prediction["estimated"].items():
             assert estimated[key] == str(guess["value"])
+            if guess.get("held_out"):
+                held_out = guess["held_out"]
+                assert estimated[f"{key} held-out accuracy"] == held_out["accuracy"]
+                assert estimated[f"{key} commonest-value accuracy"] == held_out["baseline"]
+        # The run records its heads' held-out accuracy, so the SR must carry it.
+        if "descriptor_quality" in json.loads((run / "meta.json").read_text()):
+            assert any(f"{key} held-out accuracy" in estimated for key in prediction["estimated"])
     assert values["Class activation map method"] == method
     sha = hashlib.sha256((run / "model.safetensors").read_bytes()).hexdigest()
     assert values["SHA-256 of model.safetensors"] == sha

@@ -311,7 +311,8 @@ def _descriptors(name: CodedConcept, clinical: dict[str, Any]) -> Any:
 
 
 def _estimated(estimated: dict[str, Any]) -> Any:
-    """The descriptor heads' reading: value and its probability per field."""
+    """The descriptor heads' reading: value and its probability per field, and the head's
+    held-out accuracy beside the commonest value's where the run recorded them."""
     children = []
     for field, guess in estimated.items():
         value = guess.get("value") if isinstance(guess, dict) else getattr(guess, "value", None)
@@ -331,6 +332,20 @@ def _estimated(estimated: dict[str, Any]) -> Any:
                     value=float(prob), unit=_UNITLESS, relationship_type="CONTAINS",
                 )
             )  # fmt: skip
+        held_out = guess.get("held_out") if isinstance(guess, dict) else None
+        if held_out:
+            # How far to trust the reading: the head's accuracy on the run's held-out
+            # frames beside always answering the commonest value (as on the page).
+            for prefix, key, meaning in (
+                ("A", "accuracy", "held-out accuracy"),
+                ("B", "baseline", "commonest-value accuracy"),
+            ):
+                children.append(
+                    hd.sr.NumContentItem(
+                        name=concept(f"{prefix}{field.upper()}"[:16], f"{field} {meaning}"),
+                        value=float(held_out[key]), unit=_UNITLESS, relationship_type="CONTAINS",
+                    )
+                )  # fmt: skip
     container = hd.sr.ContainerContentItem(name=ESTIMATED, relationship_type="CONTAINS")
     if children:
         container.ContentSequence = hd.sr.ContentSequence(children)
