@@ -38,7 +38,7 @@ from thyrocam.explain import GradCAM
 from thyrocam.explain.measures import centre_map
 from thyrocam.imaging import Box, load_frame, outline_boxes
 from thyrocam.metrics import binary_metrics
-from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, default_target_layer, resolve_device
+from thyrocam.model import ThyroidNet, default_target_layer, resolve_device
 from thyrocam.predictor.autobox import (
     MASK_THRESHOLD,
     autobox_ious,
@@ -54,6 +54,7 @@ from thyrocam.train.recipe import (
     run_heads,
     train_dataset,
 )
+from thyrocam.train.scoring import descriptor_quality
 
 __all__ = [
     "CV_COLUMNS",
@@ -202,6 +203,7 @@ def _score_network(
     device: torch.device,
     *,
     cam_cases: int,
+    train_s: list[Sample],
 ) -> dict:
     """AUC/sensitivity/specificity, and for image models Dice, descriptor accuracy, CAM."""
     ds = ThyroidDataset(
@@ -212,16 +214,10 @@ def _score_network(
         outline_input=outline_input(config) if "outline" in model.heads else None,
     )
     probs, labels, dices = [], [], []
-    hits = {f: [] for f in DESCRIPTOR_FIELDS}
     for batch in DataLoader(ds, batch_size=config.batch_size, shuffle=False):
         out = model.forward_heads(batch["image"].to(device), batch["clinical"].to(device))
         probs.append(torch.sigmoid(out["malignancy"][:, 0]).cpu().numpy())
         labels.append(batch["label"].numpy())
-        if "descriptors" in model.heads:
-            for j, f in enumerate(DESCRIPTOR_FIELDS):
-                t = batch["descriptors"][:, j]
-                pred = out[f].argmax(1).cpu()
-                hits[f] += (pred == t)[t >= 0].tolist()
         if "outline" in model.heads:
             logits = model.forward_heads(batch["frame"].to(device))["outline"].cpu()
             pred, truth = torch.sigmoid(logits) > MASK_THRESHOLD, batch["frame_mask"] > 0.5
@@ -230,8 +226,20 @@ def _score_network(
     if dices:
         res["dice"] = float(np.mean(dices))
         res.update(_autobox_scores(model, config, test_s))
-    if "descriptors" in model.heads:
-        per_field = {f: float(np.mean(v)) for f, v in hits.items() if v}
+    # The same measure training records for the page (meta.json "descriptor_quality").
+    quality = descriptor_quality(
+        model,
+        train=train_s,
+        test=test_s,
+        preprocessing=config.preprocessing(),
+        cat_maps=cat_maps,
+        device=device,
+        batch_size=config.batch_size,
+    )
+    if quality is not None:
+        per_field = {
+            f: q["accuracy"] for f, q in quality["fields"].items() if q["accuracy"] is not None
+        }
         res["descriptor_accuracy"] = float(np.mean(list(per_field.values()))) if per_field else None
         res["descriptor_accuracy_by_field"] = per_field
     if config.modalities != "clinical" and cam_cases > 0:
@@ -370,7 +378,9 @@ def cross_validate(
                 cfg = replace(config, modalities=name, seed=config.seed + k, pretrain_synthetic=0)
                 seed_everything(cfg.seed)
                 model = _fit_fold(cfg, train_s, cat_maps, device, start=pretrained)
-                res = _score_network(model, cfg, test_s, cat_maps, device, cam_cases=cam_cases)
+                res = _score_network(
+                    model, cfg, test_s, cat_maps, device, cam_cases=cam_cases, train_s=train_s
+                )
             res["seconds"] = time.perf_counter() - t0
             per_fold[name].append(res)
             log.info("fold %d/%d %s: %s", k + 1, folds, name, _brief(res))

@@ -68,15 +68,16 @@ def estimate_descriptors(
     for f in DESCRIPTOR_FIELDS:
         probs = torch.softmax(outputs[f][0].detach().float(), dim=0)
         j = int(probs.argmax())
-        q = per_field.get(f)
-        known = q is not None and q.get("accuracy") is not None and q.get("baseline") is not None
+        q = per_field.get(f) or {}
+        known = q.get("accuracy") is not None and q.get("baseline") is not None
+        held_out = {k: q[k] for k in ("accuracy", "baseline", "n")} if known else None
         estimated[f] = {
             "value": str(cat_maps["fields"][f][j]),
             "probability": round(float(probs[j]), 4),
-            "held_out": (
-                {k: q[k] for k in ("accuracy", "baseline", "n")} if known and q else None
-            ),
-            "beats_baseline": bool(q["accuracy"] > q["baseline"]) if known and q else None,
+            "held_out": held_out,
+            "beats_baseline": bool(held_out["accuracy"] > held_out["baseline"])
+            if held_out
+            else None,
         }
     return estimated
 
