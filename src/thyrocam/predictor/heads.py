@@ -13,6 +13,7 @@ import numpy as np
 import torch
 
 from thyrocam.clinical import TiradsResult, acr_tirads
+from thyrocam.metrics import beats_rate
 from thyrocam.model import DESCRIPTOR_FIELDS
 
 __all__ = [
@@ -58,8 +59,10 @@ def estimate_descriptors(
         ``{field: {"value": str, "probability": float, "held_out": {"accuracy",
         "baseline", "n"} | None, "beats_baseline": bool | None}}`` for the four
         fields, or ``None`` when the outputs hold no descriptor head.
-        ``beats_baseline`` is False where the head read held-out frames no better
-        than always answering the commonest value, ``None`` where that is unknown.
+        ``beats_baseline`` is True only where the head read held-out frames better
+        than always answering the commonest value beyond chance (one-sided exact
+        binomial test at 5 %, :func:`thyrocam.metrics.beats_rate`), ``None`` where
+        that is unknown.
     """
     if not all(f in outputs for f in DESCRIPTOR_FIELDS):
         return None
@@ -75,7 +78,9 @@ def estimate_descriptors(
             "value": str(cat_maps["fields"][f][j]),
             "probability": round(float(probs[j]), 4),
             "held_out": held_out,
-            "beats_baseline": bool(held_out["accuracy"] > held_out["baseline"])
+            "beats_baseline": beats_rate(
+                accuracy=held_out["accuracy"], baseline=held_out["baseline"], n=held_out["n"]
+            )
             if held_out
             else None,
         }
@@ -87,8 +92,8 @@ def tirads_from_image(
 ) -> tuple[TiradsResult | None, list[str], list[str]]:
     """ACR TI-RADS with each missing image descriptor taken from ``estimated``.
 
-    An estimate whose head did no better than the commonest value on held-out
-    frames (``beats_baseline`` False) is withheld: a TI-RADS level built on a guess
+    An estimate whose head was not shown better than the commonest value on
+    held-out frames (``beats_baseline`` False) is withheld: a TI-RADS level built on a guess
     would look like a reading.
 
     Returns:

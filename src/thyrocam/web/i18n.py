@@ -126,10 +126,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "estimated_image": "From the image (estimate)",
         "estimated_held_out": "Held-out accuracy (commonest value)",
         "held_out_value": "{acc} ({base})",
-        "held_out_weak": "no better than the commonest value",
+        "held_out_weak": "not shown better than the commonest value",
         "held_out_unknown": "not measured for this model",
         "estimated_withheld": "Not taken into the TI-RADS estimate: {fields} — on held-out "
-        "frames the model read them no better than always answering the commonest value.",
+        "frames the model did not read them better than always answering the commonest value "
+        "beyond chance.",
         "estimated_note": "The model's reading of the image, with its probability: an "
         "estimate, not a radiologist's report.",
         "tirads_from_image": "ACR TI-RADS from the image (estimate)",
@@ -246,10 +247,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "estimated_image": "De la imagen (estimación)",
         "estimated_held_out": "Acierto en casos reservados (valor más frecuente)",
         "held_out_value": "{acc} ({base})",
-        "held_out_weak": "no mejor que el valor más frecuente",
+        "held_out_weak": "sin ventaja probada sobre el valor más frecuente",
         "held_out_unknown": "no medida para este modelo",
         "estimated_withheld": "No se usan en la estimación TI-RADS: {fields}; en imágenes "
-        "reservadas el modelo no los leyó mejor que respondiendo siempre el valor más frecuente.",
+        "reservadas el modelo no los leyó mejor que respondiendo siempre el valor más frecuente, "
+        "más allá del azar.",
         "estimated_note": "La lectura de la imagen por el modelo, con su probabilidad: una "
         "estimación, no el informe de un radiólogo.",
         "tirads_from_image": "ACR TI-RADS a partir de la imagen (estimación)",

@@ -186,14 +186,15 @@ def _schemas() -> dict[str, Any]:
                 "description": "per image descriptor, the descriptor heads' most likely "
                 "`value`, its `probability`, `held_out` (the head's `accuracy` on the run's "
                 "test frames, the `baseline` of always answering the commonest value, and "
-                "`n`; null for runs that did not record it) and `beats_baseline`; null for "
+                "`n`; null for runs that did not record it) and `beats_baseline` (better than "
+                "that baseline beyond chance: one-sided exact binomial test at 5 %); null for "
                 "a run without descriptor heads",
             },
             "estimated_withheld": {
                 "type": "array",
                 "items": {"type": "string"},
                 "description": "missing descriptors not taken into `tirads_estimated` because "
-                "their head did no better than the commonest value on held-out frames",
+                "their head was not shown better than the commonest value on held-out frames",
             },
             "tirads_estimated": {
                 "allOf": [{"$ref": "#/components/schemas/Tirads"}],
