@@ -85,6 +85,9 @@ def _check_sr_matches(sr, prediction: dict, *, method: str, run: Path) -> dict:
                 held_out = guess["held_out"]
                 assert estimated[f"{key} held-out accuracy"] == held_out["accuracy"]
                 assert estimated[f"{key} commonest-value accuracy"] == held_out["baseline"]
+                assert estimated[f"{key} held-out frames"] == held_out["n"]
+                better = estimated[f"{key} better than commonest value"]
+                assert better == ("yes" if guess["beats_baseline"] else "no")
         # The run records its heads' held-out accuracy, so the SR must carry it.
         if "descriptor_quality" in json.loads((run / "meta.json").read_text()):
             assert any(f"{key} held-out accuracy" in estimated for key in prediction["estimated"])

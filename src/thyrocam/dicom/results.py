@@ -312,7 +312,8 @@ def _descriptors(name: CodedConcept, clinical: dict[str, Any]) -> Any:
 
 def _estimated(estimated: dict[str, Any]) -> Any:
     """The descriptor heads' reading: value and its probability per field, and the head's
-    held-out accuracy beside the commonest value's where the run recorded them."""
+    held-out accuracy beside the commonest value's (with the frame count and whether it
+    is better beyond chance) where the run recorded them."""
     children = []
     for field, guess in estimated.items():
         value = guess.get("value") if isinstance(guess, dict) else getattr(guess, "value", None)
@@ -346,6 +347,22 @@ def _estimated(estimated: dict[str, Any]) -> Any:
                         value=float(held_out[key]), unit=_UNITLESS, relationship_type="CONTAINS",
                     )
                 )  # fmt: skip
+            children.append(
+                hd.sr.NumContentItem(
+                    name=concept(f"N{field.upper()}"[:16], f"{field} held-out frames"),
+                    value=int(held_out["n"]), unit=_UNITLESS, relationship_type="CONTAINS",
+                )
+            )  # fmt: skip
+        if isinstance(guess, dict) and guess.get("beats_baseline") is not None:
+            # Whether the reading counts (binomial test): a reader of the SR sees what the
+            # page says and why a field was left out of the TI-RADS line from the image.
+            children.append(
+                hd.sr.TextContentItem(
+                    name=concept(f"T{field.upper()}"[:16], f"{field} better than commonest value"),
+                    value="yes" if guess["beats_baseline"] else "no",
+                    relationship_type="CONTAINS",
+                )
+            )  # fmt: skip
     container = hd.sr.ContainerContentItem(name=ESTIMATED, relationship_type="CONTAINS")
     if children:
         container.ContentSequence = hd.sr.ContentSequence(children)
