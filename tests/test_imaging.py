@@ -190,3 +190,16 @@ def test_nodule_box_is_the_largest_outline_not_both_panels() -> None:
     assert nodule_box([left, right]) == (320.0, 90.0, 400.0, 170.0)
     assert polygons_bbox([left, right]) == (40.0, 90.0, 400.0, 170.0)
     assert nodule_box([]) is None
+
+
+def test_outlines_by_area_orders_by_polygon_area_and_drops_degenerate_ones() -> None:
+    from thyrocam.imaging import outline_boxes, outlines_by_area
+
+    # The wide, thin triangle has the larger box but the smaller area: area decides.
+    thin = ((0.0, 0.0), (200.0, 0.0), (0.0, 10.0))  # area 1000, box 200 x 10
+    square = ((50.0, 50.0), (90.0, 50.0), (90.0, 90.0), (50.0, 90.0))  # area 1600
+    twin = ((150.0, 50.0), (190.0, 50.0), (190.0, 90.0), (150.0, 90.0))  # same area
+    line = ((0.0, 0.0), (5.0, 5.0))
+    assert outlines_by_area([thin, line, square, twin]) == [square, twin, thin]
+    assert outline_boxes([thin, square]) == [(50.0, 50.0, 90.0, 90.0), (0.0, 0.0, 200.0, 10.0)]
+    assert outlines_by_area([line]) == []

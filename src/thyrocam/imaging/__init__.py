@@ -24,6 +24,7 @@ from thyrocam.imaging.geometry import (
     box_iou,
     nodule_box,
     outline_boxes,
+    outlines_by_area,
     parse_box,
     polygons_bbox,
     polygons_to_mask,
@@ -60,5 +61,6 @@ __all__ = [
     "polygons_bbox",
     "nodule_box",
     "outline_boxes",
+    "outlines_by_area",
     "parse_box",
 ]

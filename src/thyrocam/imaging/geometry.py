@@ -17,6 +17,7 @@ __all__ = [
     "polygons_bbox",
     "nodule_box",
     "outline_boxes",
+    "outlines_by_area",
     "parse_box",
     "check_box",
 ]
@@ -95,11 +96,17 @@ def _polygon_area(poly: Sequence[tuple[float, float]]) -> float:
     return 0.5 * abs(float(np.dot(xs, np.roll(ys, 1)) - np.dot(ys, np.roll(xs, 1))))
 
 
+def outlines_by_area(
+    polygons: Sequence[Sequence[tuple[float, float]]],
+) -> list[Sequence[tuple[float, float]]]:
+    """The outlines (polygons of >= 3 points), the largest by area first (ties keep their order)."""
+    return sorted((p for p in polygons if len(p) >= 3), key=_polygon_area, reverse=True)
+
+
 def outline_boxes(polygons: Sequence[Sequence[tuple[float, float]]]) -> list[Box]:
     """The box of each outline (a polygon of >= 3 points), the largest outline first
     (by area; ties keep their order)."""
-    outlines = sorted((p for p in polygons if len(p) >= 3), key=_polygon_area, reverse=True)
-    return [polygons_bbox([p]) for p in outlines]  # type: ignore[misc]
+    return [polygons_bbox([p]) for p in outlines_by_area(polygons)]  # type: ignore[misc]
 
 
 def nodule_box(polygons: Sequence[Sequence[tuple[float, float]]]) -> Box | None:
