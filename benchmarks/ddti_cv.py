@@ -6,7 +6,9 @@ Run from the project root (about 60 minutes on an idle 2-core machine)::
 
 Both recipes are scored on the same folds (the same seed) by
 :func:`thyrocam.cv.cross_validate`; the descriptor-only logistic regression is the
-line the combined model must reach. Labels are DDTI's TI-RADS grade ({2,3} benign,
+line the combined model must reach, and the logistic regression on plain statistics
+inside the radiologist's outline (``outline_lr``) the line the image networks must
+reach. Labels are DDTI's TI-RADS grade ({2,3} benign,
 {4a,4b,4c,5} malignant): the radiologist's assessment, not pathology. Prints one
 table (mean +- sd over folds) and the differences the issue's acceptance asks for.
 """
@@ -32,7 +34,7 @@ OLD = dict(PRESETS["demo"], epochs=15, heads=("malignancy",), max_minutes=None, 
 NEW = dict(PRESETS["ddti-cv"], weights=None)
 RECIPES = {
     "old": (OLD, ("both", "image")),
-    "new": (NEW, ("both", "image", "clinical", "descriptor_lr")),
+    "new": (NEW, ("both", "image", "clinical", "descriptor_lr", "outline_lr")),
 }
 
 
@@ -75,6 +77,7 @@ def main() -> None:
         summary.update(
             image_auc_gain=new["image"]["auc_mean"] - old_img,
             both_minus_descriptor_lr=new["both"]["auc_mean"] - new["descriptor_lr"]["auc_mean"],
+            image_minus_outline_lr=new["image"]["auc_mean"] - new["outline_lr"]["auc_mean"],
             dice_image=new["image"].get("dice_mean"),
             autobox_hit_rate_image=new["image"].get("autobox_hit_rate_mean"),
             cam_energy_inside_image=new["image"].get("cam_energy_inside_mean"),

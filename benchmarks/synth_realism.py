@@ -32,13 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from PIL import Image
 
 from thyrocam.data.samples import Sample, prepare_samples
 from thyrocam.data.synth import make_synthetic_ddti
-from thyrocam.imaging import outlines_by_area, polygons_to_mask
+from thyrocam.imaging import outline_statistics, outlines_by_area, polygons_to_mask
 from thyrocam.metrics import binary_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -91,43 +89,6 @@ GROUPINGS = (
 )
 
 
-def _erode(x: torch.Tensor, k: int) -> torch.Tensor:
-    return -F.max_pool2d(-x, k, 1, k // 2)
-
-
-def _dilate(x: torch.Tensor, k: int) -> torch.Tensor:
-    return F.max_pool2d(x, k, 1, k // 2)
-
-
-def frame_stats(gray: np.ndarray, mask: np.ndarray) -> dict[str, float]:
-    """Statistics of one frame inside its outline.
-
-    Args:
-        gray: ``(H, W)`` gray levels in [0, 1].
-        mask: ``(H, W)`` bool, the nodule's outline filled.
-    """
-    img = torch.from_numpy(gray.astype(np.float32))[None, None]
-    m = torch.from_numpy(mask.astype(np.float32))[None, None]
-    inner = (_erode(m, 5) > 0)[0, 0].numpy()
-    if inner.sum() < 20:  # a tiny outline: keep every pixel of it
-        inner = mask
-    ring = ((_dilate(m, 31) - m) > 0)[0, 0].numpy()
-    # Levels relative to the frame's bright tissue, so gain and dynamic range cancel.
-    lit = gray[gray > 0.02]
-    ref = float(np.percentile(lit, 90)) if lit.size else 1.0
-    inside = gray[inner] / ref
-    tophat = (img - _dilate(_erode(img, 9), 9))[0, 0].numpy()[inner] / ref
-    edge = ((_dilate(m, 3) - _erode(m, 3)) > 0)[0, 0].numpy()
-    gy, gx = np.gradient(gray / ref)
-    return {
-        "surround_ratio": float(inside.mean() / (gray[ring].mean() / ref + 1e-6)),
-        "texture_sd": float(inside.std()),
-        "bright_spots": float((tophat > 0.6).mean()),
-        "bright_p99": float(np.percentile(tophat, 99)),
-        "edge_gradient": float(np.hypot(gx, gy)[edge].mean()),
-    }
-
-
 def measure(samples: Sequence[Sample], truth: dict[str, dict[str, str]] | None = None) -> list:
     """``[(descriptors, stats)]`` for every frame with an outline.
 
@@ -142,7 +103,7 @@ def measure(samples: Sequence[Sample], truth: dict[str, dict[str, str]] | None =
             gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
         mask = polygons_to_mask(outlines[:1], size=(gray.shape[1], gray.shape[0]))
         values = truth[s.case_id] if truth is not None else s.clinical
-        rows.append((values, frame_stats(gray, mask)))
+        rows.append((values, outline_statistics(gray=gray, mask=mask)))
     return rows
 
 

@@ -81,7 +81,11 @@ def test_cv_writes_json_and_html(synth_dir: Path, tmp_path: Path) -> None:
         assert all(a <= b for a, b in pairs)
         assert 0.0 <= m["centre_prior_inside_mean"] <= 1.0
         assert 0.0 <= m["descriptor_accuracy_mean"] <= 1.0
+        # the fold's outline regression, given the network's own outline of each frame
+        assert all(0.0 <= a <= 1.0 for a in m["outline_lr_auto_auc"])
+        assert all(0.0 <= a <= 1.0 for a in m["image_plus_outline_lr_auc"])
     assert "dice" not in saved["models"]["clinical"]
+    assert "outline_lr_auto_auc" not in saved["models"]["clinical"]
     assert result["models"]["image"]["auc"] == saved["models"]["image"]["auc"]
     html = (out / "cv.html").read_text()
     assert "descriptor_lr" in html and "<script" not in html
@@ -115,3 +119,44 @@ def test_autobox_iou_counts_either_panels_outline_and_reports_the_largest() -> N
     best, largest = autobox_ious((10, 10, 150, 50), [left, right])
     assert best == pytest.approx(max(box_iou((10, 10, 150, 50), o) for o in (left, right)))
     assert best < 0.5 and largest < 0.5
+
+
+def _manifest(folder: Path, *, dark_is_malignant: bool, n: int = 24) -> Path:
+    """``n`` frames, each a disc in its mask; with ``dark_is_malignant`` a malignant disc is
+    darker than its surroundings and a benign one brighter, otherwise the level is random."""
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[:120, :160]
+    rows = ["image,label,case,mask"]
+    for i in range(n):
+        label = i % 2
+        cy, cx, r = rng.integers(45, 75), rng.integers(50, 110), rng.integers(18, 30)
+        disc = (yy - cy) ** 2 + (xx - cx) ** 2 <= r**2
+        dark = label == 1 if dark_is_malignant else rng.random() < 0.5
+        level = rng.uniform(0.15, 0.3) if dark else rng.uniform(0.7, 0.85)
+        gray = np.where(disc, level, 0.5) + 0.03 * rng.normal(size=disc.shape)
+        Image.fromarray((np.clip(gray, 0, 1) * 255).astype(np.uint8)).save(folder / f"f{i}.png")
+        Image.fromarray(disc.astype(np.uint8) * 255).save(folder / f"m{i}.png")
+        rows.append(f"f{i}.png,{label},c{i},m{i}.png")
+    path = folder / "manifest.csv"
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("dark_is_malignant", [True, False])
+def test_outline_lr_reads_the_pixels_inside_the_outline(
+    tmp_path: Path, dark_is_malignant: bool
+) -> None:
+    manifest = _manifest(tmp_path, dark_is_malignant=dark_is_malignant)
+    out = tmp_path / "cv"
+    result = cross_validate(
+        manifest, out=out, folds=3, config=TrainConfig(device="cpu"), models=("outline_lr",)
+    )
+    aucs = result["models"]["outline_lr"]["auc"]
+    assert len(aucs) == 3
+    if dark_is_malignant:  # the level against the surroundings separates them
+        assert min(aucs) == pytest.approx(1.0)
+    else:  # nothing in the pixels tells the labels apart
+        assert result["models"]["outline_lr"]["auc_mean"] < 0.8
+    assert "outline_lr" in (out / "cv.html").read_text()

@@ -4,11 +4,18 @@ In each fold the same test cases score four models: ``both`` (image +
 descriptors), ``image`` (image only), ``clinical`` (descriptors only, through
 the network) and ``descriptor_lr`` (a logistic regression on the encoded
 descriptors: the line any number on TI-RADS-derived labels must beat, since
-the descriptors largely determine the grade). Besides AUC, sensitivity and
+the descriptors largely determine the grade), and ``outline_lr`` (a logistic
+regression on plain statistics of the pixels inside the radiologist's outline:
+what the image holds for a reader given a perfect outline, the line the image
+networks must beat). Besides AUC, sensitivity and
 specificity, the image models are scored on what the extra heads promise:
 Dice of the predicted outline on whole frames (the input of the automatic
 box), descriptor-head accuracy, and how much Grad-CAM energy falls inside the
-radiologist's outline compared with the outline's share of the crop.
+radiologist's outline compared with the outline's share of the crop. An image
+network with an outline head also feeds the fold's ``outline_lr`` the
+statistics inside *its own* outline of each test frame (found from the whole
+frame, as the page does): ``outline_lr_auto_auc``, and that regression's logit
+added to the network's, ``image_plus_outline_lr_auc``.
 
 Nothing is chosen on a test fold: each fold trains for the configured number of
 epochs and scores the last epoch's weights at the threshold 0.5 (the loss is
@@ -36,11 +43,21 @@ from thyrocam.data import Sample, ThyroidDataset, prepare_samples
 from thyrocam.errors import DataError, InputError
 from thyrocam.explain import GradCAM
 from thyrocam.explain.measures import centre_map
-from thyrocam.imaging import Box, load_frame, outline_boxes
+from thyrocam.imaging import (
+    OUTLINE_STATISTICS,
+    Box,
+    load_frame,
+    outline_boxes,
+    outline_statistics,
+    outlines_by_area,
+    polygons_to_mask,
+    to_tensor,
+)
 from thyrocam.metrics import binary_metrics
 from thyrocam.model import ThyroidNet, default_target_layer, resolve_device
 from thyrocam.predictor.autobox import (
     MASK_THRESHOLD,
+    REFINE_THRESHOLD,
     autobox_ious,
     find_nodule,
     largest_component,
@@ -67,7 +84,10 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-CV_MODELS = ("both", "image", "clinical", "descriptor_lr")
+CV_MODELS = ("both", "image", "clinical", "descriptor_lr", "outline_lr")
+#: L2 penalty of the outline-statistics regression (scikit-learn's C = 1/3 on
+#: standardised statistics; 8 statistics, ~185 training frames).
+OUTLINE_LR_L2 = 3.0
 THRESHOLD = 0.5
 
 
@@ -137,6 +157,10 @@ def fit_logistic(
     return w.detach().numpy(), float(b.detach())
 
 
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 0.5 * (1.0 + np.tanh(0.5 * z))  # no overflow for large |z|
+
+
 def _score(probs: np.ndarray, labels: np.ndarray) -> dict:
     m = binary_metrics(probs, labels, threshold=THRESHOLD)
     return {k: m[k] for k in ("auc", "sensitivity", "specificity")}
@@ -149,6 +173,95 @@ def _descriptor_lr(train_s: list[Sample], test_s: list[Sample], cat_maps: dict) 
     w, b = fit_logistic(enc(train_s), np.array([s.label for s in train_s], dtype=np.float64))
     logits = enc(test_s) @ w + b
     return _score(1.0 / (1.0 + np.exp(-logits)), np.array([s.label for s in test_s]))
+
+
+def _gray(path: str | os.PathLike) -> np.ndarray:
+    with Image.open(path) as im:
+        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
+
+
+def _outline_mask(sample: Sample, size: tuple[int, int]) -> np.ndarray | None:
+    """The radiologist's (largest) outline of a frame, filled, ``(H, W)`` bool."""
+    outlines = outlines_by_area(sample.polygons)
+    if outlines:
+        mask = polygons_to_mask(outlines[:1], size=size)
+    elif sample.mask_path is not None:
+        mask = np.asarray(Image.open(sample.mask_path).convert("L")) > 127
+    else:
+        return None
+    return mask if mask.any() else None
+
+
+def _statistics(gray: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
+    """``(len(OUTLINE_STATISTICS),)``; NaN without a usable outline."""
+    if mask is None or not mask.any():
+        return np.full(len(OUTLINE_STATISTICS), np.nan)
+    return np.array(list(outline_statistics(gray=gray, mask=mask).values()))
+
+
+class _OutlineLR:
+    """Logistic regression on the outline statistics of one fold's training frames.
+
+    Frames without an outline (no statistics) get the bias alone.
+    """
+
+    def __init__(self, x: np.ndarray, y: np.ndarray) -> None:
+        ok = ~np.isnan(x).any(axis=1)
+        self.mean = x[ok].mean(axis=0)
+        self.sd = x[ok].std(axis=0) + 1e-6
+        self.w, self.b = fit_logistic((x[ok] - self.mean) / self.sd, y[ok], l2=OUTLINE_LR_L2)
+
+    def logits(self, x: np.ndarray) -> np.ndarray:
+        z = np.nan_to_num((x - self.mean) / self.sd, nan=0.0)
+        return np.where(np.isnan(x).any(axis=1), self.b, z @ self.w + self.b)
+
+
+def _truth_statistics(samples: Sequence[Sample], cache: dict[str, np.ndarray]) -> np.ndarray:
+    """``(N, len(OUTLINE_STATISTICS))`` inside the radiologist's outlines (cached by path)."""
+    rows = []
+    for s in samples:
+        key = str(s.image_path)
+        if key not in cache:
+            gray = _gray(s.image_path)
+            cache[key] = _statistics(gray, _outline_mask(s, (gray.shape[1], gray.shape[0])))
+        rows.append(cache[key])
+    return np.stack(rows)
+
+
+def _outline_lr(
+    train_s: list[Sample], test_s: list[Sample], cache: dict[str, np.ndarray]
+) -> tuple[dict, _OutlineLR]:
+    labels = np.array([s.label for s in train_s], dtype=np.float64)
+    lr = _OutlineLR(_truth_statistics(train_s, cache), labels)
+    logits = lr.logits(_truth_statistics(test_s, cache))
+    res = _score(_sigmoid(logits), np.array([s.label for s in test_s]))
+    return res, lr
+
+
+@torch.no_grad()
+def _own_outline_statistics(model: ThyroidNet, config: TrainConfig, sample: Sample) -> np.ndarray:
+    """The statistics inside the network's own outline of a whole frame, found as the
+    page finds it: the automatic box, then the close-up pass's mask (probability >=
+    REFINE_THRESHOLD) inside that box, in frame pixels. NaN when nothing is found."""
+    frame = load_frame(sample.image_path)
+    search, crop = outline_input(config), config.preprocessing()
+    box, prob = find_nodule(
+        model, frame.image, clin=None, search=search, crop=crop, region=frame.region
+    )
+    if box is None:
+        return _statistics(np.zeros((1, 1), np.float32), None)
+    threshold = MASK_THRESHOLD
+    if crop.mode == "roi":  # the close-up pass, as the box's refinement uses it
+        device = next(model.parameters()).device
+        close, mapping = crop.apply(frame.image, roi=box, region=frame.region)
+        logits = model.forward_heads(to_tensor(close)[None].to(device))["outline"]
+        prob = mapping.cam_to_frame(torch.sigmoid(logits[0, 0]).float().cpu().numpy())
+        threshold = REFINE_THRESHOLD
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    inside_box = np.zeros(prob.shape, dtype=bool)
+    inside_box[y0:y1, x0:x1] = True
+    mask = (prob >= threshold) & inside_box
+    return _statistics(np.asarray(frame.image.convert("L"), np.float32) / 255.0, mask)
 
 
 def _pretrain_once(config: TrainConfig, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -204,8 +317,10 @@ def _score_network(
     *,
     cam_cases: int,
     train_s: list[Sample],
+    outline_lr: _OutlineLR | None = None,
 ) -> dict:
-    """AUC/sensitivity/specificity, and for image models Dice, descriptor accuracy, CAM."""
+    """AUC/sensitivity/specificity, and for image models Dice, descriptor accuracy, CAM;
+    with ``outline_lr`` and an outline head, that regression on the network's own outline."""
     ds = ThyroidDataset(
         test_s,
         preprocessing=config.preprocessing(),
@@ -226,6 +341,14 @@ def _score_network(
     if dices:
         res["dice"] = float(np.mean(dices))
         res.update(_autobox_scores(model, config, test_s))
+    if outline_lr is not None and "outline" in model.heads:
+        own = np.stack([_own_outline_statistics(model, config, s) for s in test_s])
+        stats_logit = outline_lr.logits(own)
+        p = np.clip(np.concatenate(probs), 1e-6, 1 - 1e-6)
+        both = np.log(p / (1 - p)) + stats_logit
+        y = np.concatenate(labels)
+        res["outline_lr_auto_auc"] = _score(_sigmoid(stats_logit), y)["auc"]
+        res["image_plus_outline_lr_auc"] = _score(_sigmoid(both), y)["auc"]
     # The same measure training records for the page (meta.json "descriptor_quality").
     quality = descriptor_quality(
         model,
@@ -365,21 +488,36 @@ def cross_validate(
             time.perf_counter() - start,
         )
     per_fold: dict[str, list[dict]] = {m: [] for m in models}
+    statistics_cache: dict[str, np.ndarray] = {}  # outline statistics by frame, for every fold
     for k, test_idx in enumerate(fold_idx):
         test_s = [samples[i] for i in test_idx]
         held = set(test_idx)
         train_s = [s for i, s in enumerate(samples) if i not in held]
         cat_maps = fit_cat_maps([s.clinical for s in train_s])
+        outline_lr = None
+        if "outline_lr" in models:
+            t0 = time.perf_counter()
+            outline_res, outline_lr = _outline_lr(train_s, test_s, statistics_cache)
+            outline_res["seconds"] = time.perf_counter() - t0
         for name in models:
             t0 = time.perf_counter()
             if name == "descriptor_lr":
                 res = _descriptor_lr(train_s, test_s, cat_maps)
+            elif name == "outline_lr":
+                res = outline_res
             else:
                 cfg = replace(config, modalities=name, seed=config.seed + k, pretrain_synthetic=0)
                 seed_everything(cfg.seed)
                 model = _fit_fold(cfg, train_s, cat_maps, device, start=pretrained)
                 res = _score_network(
-                    model, cfg, test_s, cat_maps, device, cam_cases=cam_cases, train_s=train_s
+                    model,
+                    cfg,
+                    test_s,
+                    cat_maps,
+                    device,
+                    cam_cases=cam_cases,
+                    train_s=train_s,
+                    outline_lr=outline_lr,
                 )
             res["seconds"] = time.perf_counter() - t0
             per_fold[name].append(res)
@@ -461,6 +599,11 @@ CAM energy inside: share of Grad-CAM energy inside the radiologist's outline on 
 outline area share: the outline's share of the crop (what a map spread evenly would get);
 centre prior inside: the same share for a Gaussian at the crop's centre, which a CAM must beat.
 descriptor_lr: logistic regression on the descriptors alone, the line the other models must beat.
+outline_lr: logistic regression on plain statistics of the pixels inside the radiologist's
+outline (level against the surroundings, texture, bright spots, edge sharpness), the line
+the image networks must beat; outline_lr_auto_auc: the same regression on each image
+network's own outline of the whole frame; image_plus_outline_lr_auc: its logit added to
+the network's.
 </p></body></html>
 """
 
@@ -473,6 +616,8 @@ CV_COLUMNS = (
     "autobox_hit_rate",
     "autobox_hit_rate_largest",
     "descriptor_accuracy",
+    "outline_lr_auto_auc",
+    "image_plus_outline_lr_auc",
     "cam_energy_inside",
     "outline_area_share",
     "centre_prior_inside",

@@ -15,6 +15,7 @@ Modules:
 * :mod:`~thyrocam.imaging.preprocess` — the three preprocessing modes and the
   mapping back to the frame.
 * :mod:`~thyrocam.imaging.geometry` — boxes and nodule outlines.
+* :mod:`~thyrocam.imaging.texture` — plain statistics of a nodule inside its outline.
 """
 
 from thyrocam.imaging.decode import DEFAULT_MAX_PIXELS, Frame, ImageSource, load_frame, load_image
@@ -39,6 +40,7 @@ from thyrocam.imaging.preprocess import (
     preprocess_image,
     to_tensor,
 )
+from thyrocam.imaging.texture import OUTLINE_STATISTICS, outline_statistics
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -63,4 +65,6 @@ __all__ = [
     "outline_boxes",
     "outlines_by_area",
     "parse_box",
+    "OUTLINE_STATISTICS",
+    "outline_statistics",
 ]
