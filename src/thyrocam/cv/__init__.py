@@ -1,0 +1,212 @@
+"""Case-level stratified K-fold cross-validation of the modalities and the descriptor-only line.
+
+In each fold the same test cases score four models: ``both`` (image +
+descriptors), ``image`` (image only), ``clinical`` (descriptors only, through
+the network) and ``descriptor_lr`` (a logistic regression on the encoded
+descriptors: the line any number on TI-RADS-derived labels must beat, since
+the descriptors largely determine the grade), and ``outline_lr`` (a logistic
+regression on plain statistics of the pixels inside the radiologist's outline:
+what the image holds for a reader given a perfect outline, the line the image
+networks must beat). Besides AUC, sensitivity and
+specificity, the image models are scored on what the extra heads promise:
+Dice of the predicted outline on whole frames (the input of the automatic
+box), descriptor-head accuracy, and how much Grad-CAM energy falls inside the
+radiologist's outline compared with the outline's share of the crop. An image
+network with an outline head also feeds the fold's ``outline_lr`` the
+statistics inside *its own* outline of each test frame (found from the whole
+frame, as the page does): ``outline_lr_auto_auc``, and that regression's logit
+added to the network's, ``image_plus_outline_lr_auc``.
+
+Nothing is chosen on a test fold: each fold trains for the configured number of
+epochs and scores the last epoch's weights at the threshold 0.5 (the loss is
+class-weighted, so 0.5 is the balanced point).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from thyrocam.clinical import fit_cat_maps
+from thyrocam.cv.lines import THRESHOLD, case_folds, descriptor_lr, fit_logistic, outline_lr
+from thyrocam.cv.models import CV_MODELS
+from thyrocam.cv.networks import fit_fold, pretrain_once, score_network
+from thyrocam.cv.report import CV_COLUMNS, write_cv_html
+from thyrocam.data import Sample, prepare_samples
+from thyrocam.errors import InputError
+from thyrocam.model import resolve_device
+from thyrocam.train.config import TrainConfig, seed_everything
+
+__all__ = [
+    "CV_COLUMNS",
+    "CV_MODELS",
+    "case_folds",
+    "cross_validate",
+    "fit_logistic",
+    "write_cv_html",
+]
+
+log = logging.getLogger(__name__)
+
+
+def cross_validate(
+    data: str | os.PathLike,
+    *,
+    out: str | os.PathLike,
+    folds: int = 5,
+    config: TrainConfig | None = None,
+    models: Sequence[str] = CV_MODELS,
+    cam_cases: int = 40,
+) -> dict:
+    """K-fold CV by case; writes ``out/cv.json`` and ``out/cv.html`` and returns the dict.
+
+    Args:
+        data: a DDTI folder or CSV manifest (as ``train``).
+        folds: K (stratified by label, all views of a case in one fold).
+        config: the training recipe of the network models (epochs, size, heads, ...).
+        models: which of :data:`CV_MODELS` to run.
+        cam_cases: test images per fold on which Grad-CAM energy is measured.
+
+    Returns:
+        ``{"folds": K, "models": {name: {"auc": [...], "auc_mean", "auc_sd", ...}}, ...}``.
+    """
+    config = config or TrainConfig()
+    bad = [m for m in models if m not in CV_MODELS]
+    if bad or not models:
+        raise InputError(
+            f"models: got {list(models)!r}; allowed: a non-empty subset of {', '.join(CV_MODELS)}",
+            field="models",
+            value=list(models),
+            allowed=CV_MODELS,
+        )
+    device = resolve_device(config.device)
+    samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
+    fold_idx = case_folds(samples, folds=folds, seed=config.seed)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
+    start = time.perf_counter()
+    pretrained = None
+    if config.pretrain_synthetic > 0 and any(m in ("both", "image") for m in models):
+        seed_everything(config.seed)
+        pretrained = pretrain_once(config, samples)
+        log.info(
+            "synthetic pretraining (%d cases): %.0f s",
+            config.pretrain_synthetic,
+            time.perf_counter() - start,
+        )
+    per_fold: dict[str, list[dict]] = {m: [] for m in models}
+    statistics_cache: dict[str, np.ndarray] = {}  # outline statistics by frame, for every fold
+    for k, test_idx in enumerate(fold_idx):
+        held = set(test_idx)
+        rows = _run_fold(
+            config,
+            models,
+            fold=k,
+            train_s=[s for i, s in enumerate(samples) if i not in held],
+            test_s=[samples[i] for i in test_idx],
+            device=device,
+            pretrained=pretrained,
+            cam_cases=cam_cases,
+            statistics_cache=statistics_cache,
+        )
+        for name, res in rows.items():
+            per_fold[name].append(res)
+            log.info("fold %d/%d %s: %s", k + 1, folds, name, _brief(res))
+    result = {
+        "folds": folds,
+        "data": str(Path(data).resolve()),
+        "label_definition": label_definition,
+        "n_images": len(samples),
+        "n_cases": len({s.case_id for s in samples}),
+        "threshold": THRESHOLD,
+        "config": asdict(replace(config, device=str(device))),
+        "models": {name: _summarise(rows) for name, rows in per_fold.items()},
+        "seconds": time.perf_counter() - start,
+        "data_problems": len(problems),
+    }
+    _write_json(out / "cv.json", result)
+    write_cv_html(result, out / "cv.html")
+    return result
+
+
+def _run_fold(
+    config: TrainConfig,
+    models: Sequence[str],
+    *,
+    fold: int,
+    train_s: list[Sample],
+    test_s: list[Sample],
+    device: torch.device,
+    pretrained: dict[str, torch.Tensor] | None,
+    cam_cases: int,
+    statistics_cache: dict[str, np.ndarray],
+) -> dict[str, dict]:
+    """Every model of one fold, scored on its test cases: ``{model: scores}``."""
+    cat_maps = fit_cat_maps([s.clinical for s in train_s])
+    rows: dict[str, dict] = {}
+    statistics_lr = None
+    if "outline_lr" in models:  # first: the image networks are also scored through it
+        t0 = time.perf_counter()
+        rows["outline_lr"], statistics_lr = outline_lr(train_s, test_s, statistics_cache)
+        rows["outline_lr"]["seconds"] = time.perf_counter() - t0
+    for name in models:
+        t0 = time.perf_counter()
+        if name == "outline_lr":
+            continue
+        if name == "descriptor_lr":
+            res = descriptor_lr(train_s, test_s, cat_maps)
+        else:
+            cfg = replace(config, modalities=name, seed=config.seed + fold, pretrain_synthetic=0)
+            seed_everything(cfg.seed)
+            model = fit_fold(cfg, train_s, cat_maps, device, start=pretrained)
+            res = score_network(
+                model,
+                cfg,
+                test_s,
+                cat_maps,
+                device,
+                cam_cases=cam_cases,
+                train_s=train_s,
+                outline_lr=statistics_lr,
+            )
+        res["seconds"] = time.perf_counter() - t0
+        rows[name] = res
+    return {name: rows[name] for name in models}  # in the order asked for
+
+
+def _brief(res: dict) -> str:
+    return ", ".join(
+        f"{k} {v:.3f}" for k, v in res.items() if isinstance(v, float) and k != "seconds"
+    )
+
+
+def _summarise(rows: list[dict]) -> dict:
+    """Per-fold lists plus ``<key>_mean`` / ``<key>_sd`` (population sd over folds)."""
+    out: dict = {"per_fold": rows}
+    keys = list(
+        dict.fromkeys(
+            k for r in rows for k, v in r.items() if v is None or isinstance(v, (int, float))
+        )
+    )
+    for key in keys:
+        values = [r.get(key) for r in rows]
+        out[key] = values
+        nums = [float(v) for v in values if isinstance(v, (int, float)) and math.isfinite(v)]
+        out[f"{key}_mean"] = float(np.mean(nums)) if nums else None
+        out[f"{key}_sd"] = float(np.std(nums)) if nums else None
+    return out
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)

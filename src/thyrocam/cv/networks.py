@@ -1,0 +1,240 @@
+"""One fold's network: trained from the shared start, scored on its test cases."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+
+import numpy as np
+import torch
+from PIL import Image
+from torch.utils.data import DataLoader
+
+from thyrocam.clinical import fit_cat_maps
+from thyrocam.cv.lines import OutlineLR, outline_features, score, sigmoid
+from thyrocam.data import Sample, ThyroidDataset
+from thyrocam.explain import GradCAM
+from thyrocam.explain.measures import centre_map
+from thyrocam.imaging import Box, load_frame, outline_boxes, to_tensor
+from thyrocam.model import ThyroidNet, default_target_layer
+from thyrocam.predictor.autobox import (
+    MASK_THRESHOLD,
+    REFINE_THRESHOLD,
+    autobox_ious,
+    find_nodule,
+    largest_component,
+)
+from thyrocam.train.config import TrainConfig
+from thyrocam.train.recipe import (
+    build_model,
+    fit_epochs,
+    load_matching,
+    outline_input,
+    run_heads,
+    train_dataset,
+)
+from thyrocam.train.scoring import descriptor_quality
+
+
+def pretrain_once(config: TrainConfig, samples: list[Sample]) -> dict[str, torch.Tensor]:
+    """The synthetic pretraining every fold starts from (no DDTI label is seen).
+
+    Done once rather than per fold and network: it depends on no fold. The
+    descriptor vocabulary is read from all cases (values, never labels).
+    """
+    cat_maps = fit_cat_maps([s.clinical for s in samples])
+    cfg = replace(config, modalities="both")
+    model, _ = build_model(cfg, cat_maps=cat_maps, heads=run_heads(cfg, samples))
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def fit_fold(
+    config: TrainConfig,
+    train_s: list[Sample],
+    cat_maps: dict,
+    device: torch.device,
+    *,
+    start: dict[str, torch.Tensor] | None = None,
+) -> ThyroidNet:
+    """Train one fold's network for ``config.epochs`` epochs; the last weights are kept.
+
+    ``start``: weights to begin from (those whose name and shape fit this network).
+    """
+    heads = run_heads(config, train_s) if config.modalities != "clinical" else ("malignancy",)
+    model, _ = build_model(config, cat_maps=cat_maps, heads=heads)
+    if start is not None and config.modalities != "clinical":
+        load_matching(model, start)
+    model.to(device)
+    ds = train_dataset(config, train_s, cat_maps=cat_maps, heads=heads, seed=config.seed)
+    ds.preload()
+    fit_epochs(
+        model,
+        ds,
+        config=config,
+        samples=train_s,
+        epochs=config.epochs,
+        seed=config.seed,
+        desc=f"{config.modalities} epoch",
+    )
+    return model.eval()
+
+
+@torch.no_grad()
+def score_network(
+    model: ThyroidNet,
+    config: TrainConfig,
+    test_s: list[Sample],
+    cat_maps: dict,
+    device: torch.device,
+    *,
+    cam_cases: int,
+    train_s: list[Sample],
+    outline_lr: OutlineLR | None = None,
+) -> dict:
+    """AUC/sensitivity/specificity, and for image models Dice, descriptor accuracy, CAM;
+    with ``outline_lr`` and an outline head, that regression on the network's own outline."""
+    ds = ThyroidDataset(
+        test_s,
+        preprocessing=config.preprocessing(),
+        cat_maps=cat_maps,
+        targets=True,
+        outline_input=outline_input(config) if "outline" in model.heads else None,
+    )
+    probs, labels, dices = [], [], []
+    for batch in DataLoader(ds, batch_size=config.batch_size, shuffle=False):
+        out = model.forward_heads(batch["image"].to(device), batch["clinical"].to(device))
+        probs.append(torch.sigmoid(out["malignancy"][:, 0]).cpu().numpy())
+        labels.append(batch["label"].numpy())
+        if "outline" in model.heads:
+            logits = model.forward_heads(batch["frame"].to(device))["outline"].cpu()
+            pred, truth = torch.sigmoid(logits) > MASK_THRESHOLD, batch["frame_mask"] > 0.5
+            dices += _dice(pred, truth, batch["has_mask"])
+    res = score(np.concatenate(probs), np.concatenate(labels))
+    if dices:
+        res["dice"] = float(np.mean(dices))
+        res.update(_autobox_scores(model, config, test_s))
+    if outline_lr is not None and "outline" in model.heads:
+        own = np.stack([own_outline_statistics(model, config, s) for s in test_s])
+        stats_logit = outline_lr.logits(own)
+        p = np.clip(np.concatenate(probs), 1e-6, 1 - 1e-6)
+        both = np.log(p / (1 - p)) + stats_logit
+        y = np.concatenate(labels)
+        res["outline_lr_auto_auc"] = score(sigmoid(stats_logit), y)["auc"]
+        res["image_plus_outline_lr_auc"] = score(sigmoid(both), y)["auc"]
+    # The same measure training records for the page (meta.json "descriptor_quality").
+    quality = descriptor_quality(
+        model,
+        train=train_s,
+        test=test_s,
+        preprocessing=config.preprocessing(),
+        cat_maps=cat_maps,
+        device=device,
+        batch_size=config.batch_size,
+    )
+    if quality is not None:
+        per_field = {
+            f: q["accuracy"] for f, q in quality["fields"].items() if q["accuracy"] is not None
+        }
+        res["descriptor_accuracy"] = float(np.mean(list(per_field.values()))) if per_field else None
+        res["descriptor_accuracy_by_field"] = per_field
+    if config.modalities != "clinical" and cam_cases > 0:
+        res.update(_cam_energy(model, ds, device, cam_cases=cam_cases))
+    return res
+
+
+def _dice(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[float]:
+    inter = (pred & truth).flatten(1).sum(1).float()
+    total = (pred.flatten(1).sum(1) + truth.flatten(1).sum(1)).float()
+    dice = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
+    return dice[has > 0].tolist()
+
+
+def _outline_boxes(sample: Sample) -> list[Box]:
+    """The box of each outline of a frame (frame pixels), the largest outline first
+    (the one training crops use); a manifest's mask file gives its largest component."""
+    boxes = outline_boxes(sample.polygons)
+    if not boxes and sample.mask_path is not None:
+        found = largest_component(np.asarray(Image.open(sample.mask_path).convert("L")) > 127)
+        boxes = [tuple(float(v) for v in found[1])] if found else []  # type: ignore[misc]
+    return boxes
+
+
+def _autobox_scores(model: ThyroidNet, config: TrainConfig, test_s: Sequence[Sample]) -> dict:
+    """The automatic box as the predictor makes it, on each whole test frame with an outline."""
+    best, largest = [], []
+    search, crop = outline_input(config), config.preprocessing()
+    for s in test_s:
+        outlines = _outline_boxes(s)
+        if not outlines:
+            continue
+        frame = load_frame(s.image_path)
+        box, _ = find_nodule(
+            model, frame.image, clin=None, search=search, crop=crop, region=frame.region
+        )
+        iou_best, iou_largest = autobox_ious(box, outlines)
+        best.append(iou_best)
+        largest.append(iou_largest)
+    if not best:
+        return {}
+    return {
+        "autobox_iou": float(np.mean(best)),
+        "autobox_hit_rate": float(np.mean(np.asarray(best) >= 0.5)),
+        "autobox_hit_rate_largest": float(np.mean(np.asarray(largest) >= 0.5)),
+    }
+
+
+def _cam_energy(
+    model: ThyroidNet, ds: ThyroidDataset, device: torch.device, *, cam_cases: int
+) -> dict:
+    """Mean share of Grad-CAM energy inside the outline, the outline's mean area share, and
+    the share a centred Gaussian (the report's centre-bias baseline) puts inside."""
+    inside, share, prior = [], [], []
+    with torch.enable_grad(), GradCAM(model, default_target_layer(model)) as engine:
+        for i in range(min(cam_cases, len(ds))):
+            item = ds[i]
+            if float(item["has_mask"]) == 0:
+                continue
+            cam, _ = engine(
+                item["image"][None].to(device), clinical=item["clinical"][None].to(device)
+            )
+            mask = item["mask"][0].numpy() > 0.5
+            if cam.sum() > 0 and mask.any():
+                centre = centre_map(mask.shape)
+                inside.append(float(cam[mask].sum() / cam.sum()))
+                share.append(float(mask.mean()))
+                prior.append(float(centre[mask].sum() / centre.sum()))
+    if not inside:
+        return {}
+    e, a = float(np.mean(inside)), float(np.mean(share))
+    return {
+        "cam_energy_inside": e,
+        "outline_area_share": a,
+        "cam_ratio": e / a if a else None,
+        "centre_prior_inside": float(np.mean(prior)),
+    }
+
+
+@torch.no_grad()
+def own_outline_statistics(model: ThyroidNet, config: TrainConfig, sample: Sample) -> np.ndarray:
+    """The statistics inside the network's own outline of a whole frame, found as the
+    page finds it: the automatic box, then the close-up pass's mask (probability >=
+    REFINE_THRESHOLD) inside that box, in frame pixels. NaN when nothing is found."""
+    frame = load_frame(sample.image_path)
+    search, crop = outline_input(config), config.preprocessing()
+    box, prob = find_nodule(
+        model, frame.image, clin=None, search=search, crop=crop, region=frame.region
+    )
+    if box is None:
+        return outline_features(np.zeros((1, 1), np.float32), None)
+    threshold = MASK_THRESHOLD
+    if crop.mode == "roi":  # the close-up pass, as the box's refinement uses it
+        device = next(model.parameters()).device
+        close, mapping = crop.apply(frame.image, roi=box, region=frame.region)
+        logits = model.forward_heads(to_tensor(close)[None].to(device))["outline"]
+        prob = mapping.cam_to_frame(torch.sigmoid(logits[0, 0]).float().cpu().numpy())
+        threshold = REFINE_THRESHOLD
+    x0, y0, x1, y1 = (int(round(v)) for v in box)
+    inside_box = np.zeros(prob.shape, dtype=bool)
+    inside_box[y0:y1, x0:x1] = True
+    mask = (prob >= threshold) & inside_box
+    return outline_features(np.asarray(frame.image.convert("L"), np.float32) / 255.0, mask)
