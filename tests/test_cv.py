@@ -89,6 +89,11 @@ def test_cv_writes_json_and_html(synth_dir: Path, tmp_path: Path) -> None:
     assert result["models"]["image"]["auc"] == saved["models"]["image"]["auc"]
     html = (out / "cv.html").read_text()
     assert "descriptor_lr" in html and "<script" not in html
+    # one row per measure, one column per model; a measure no model has is left out
+    header = html.split("<th>measure</th>", 1)[1].split("</tr>", 1)[0]
+    assert [n for n in CV_MODELS if f"<th>{n}</th>" in header] == list(CV_MODELS)
+    assert "<td>outline lr auto auc</td>" in html and "<td>dice</td>" in html
+    assert "<td>autobox hit rate</td>" in html
 
 
 def test_cli_cv_rejects_bad_models_and_writes_nothing(
@@ -159,4 +164,6 @@ def test_outline_lr_reads_the_pixels_inside_the_outline(
         assert min(aucs) == pytest.approx(1.0)
     else:  # nothing in the pixels tells the labels apart
         assert result["models"]["outline_lr"]["auc_mean"] < 0.8
-    assert "outline_lr" in (out / "cv.html").read_text()
+    html = (out / "cv.html").read_text()
+    assert "<th>outline_lr</th>" in html and "<td>auc</td>" in html
+    assert "<td>dice</td>" not in html  # no network ran: no outline to score

@@ -10,16 +10,17 @@ _HTML = """<!doctype html>
 <style>
 body{font-family:system-ui,sans-serif;margin:2rem;max-width:64rem;color:#222}
 table{border-collapse:collapse;margin:1rem 0}th,td{border:1px solid #ccc;padding:.3rem .6rem;
-text-align:right}th:first-child,td:first-child{text-align:left}caption{text-align:left;
+text-align:right;white-space:nowrap}th:first-child,td:first-child{text-align:left}caption{text-align:left;
 font-weight:600}.note{color:#555;font-size:.9rem}
 </style></head><body>
 <h1>Cross-validation: {{ r.folds }} folds by case</h1>
 <p>{{ r.n_images }} images of {{ r.n_cases }} cases from <code>{{ r.data }}</code>;
 {{ "%.0f"|format(r.seconds) }} s. Labels: {{ r.label_definition }}</p>
 <table><caption>Mean &plusmn; sd over folds</caption>
-<tr><th>model</th>{% for c in cols %}<th>{{ c }}</th>{% endfor %}</tr>
-{% for name, m in r.models.items() %}<tr><td>{{ name }}</td>
-{% for c in cols %}<td>{% if m.get(c ~ '_mean') is not none %}{{ "%.3f"|format(m[c ~ '_mean'])
+<tr><th>measure</th>{% for name in r.models %}<th>{{ name }}</th>{% endfor %}</tr>
+{% for c in cols if r.models.values()|selectattr(c ~ '_mean', 'defined')|list %}
+<tr><td>{{ c|replace('_', ' ') }}</td>{% for m in r.models.values() %}<td>
+{% if m.get(c ~ '_mean') is not none %}{{ "%.3f"|format(m[c ~ '_mean'])
 }} &plusmn; {{ "%.3f"|format(m[c ~ '_sd']) }}{% else %}&ndash;{% endif %}</td>{% endfor %}
 </tr>{% endfor %}</table>
 <table><caption>AUC per fold</caption><tr><th>model</th>
