@@ -27,8 +27,12 @@ $(STAMP): pyproject.toml
 system-deps:
 	@bash tools/system-deps.sh
 
+# Two workers, each taking whole files (a file's module fixtures are built once) and one
+# torch thread (tests/conftest.py): on two cores 575 s of tests take 463 s, as the
+# subprocess-heavy ones (gunicorn, Orthanc, torchrun, Ray, Chromium) wait beside the others.
+TEST_WORKERS ?= 2
 test: $(STAMP) system-deps
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests benchmarks

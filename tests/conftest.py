@@ -13,8 +13,10 @@ ROOT = Path(__file__).resolve().parents[1]
 DDTI_SAMPLE = ROOT.parent / "shared" / "ddti"
 IN_CI = os.environ.get("CI") == "true"
 
-# Two cores: keep torch from oversubscribing when several things run at once.
-torch.set_num_threads(min(2, os.cpu_count() or 1))
+# Two cores: keep torch from oversubscribing when several things run at once; under
+# pytest-xdist (make test) the workers share them.
+_WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1) // _WORKERS))
 
 
 def require_ddti_sample() -> Path:
