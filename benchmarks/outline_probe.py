@@ -25,12 +25,18 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 
 from thyrocam.clinical import encode_clinical_with_mask, fit_cat_maps
-from thyrocam.cv.lines import OutlineLR, case_folds, fit_logistic, outline_features, score, sigmoid
+from thyrocam.cv.lines import (
+    OutlineLR,
+    case_folds,
+    fit_logistic,
+    outline_features,
+    score,
+    sigmoid,
+    truth_outline,
+)
 from thyrocam.data.samples import Sample, prepare_samples
-from thyrocam.imaging import outlines_by_area, polygons_to_mask
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,12 +86,8 @@ def statistics(samples: Sequence[Sample], change: Change) -> np.ndarray:
     """``(N, 8)`` statistics inside each frame's changed largest outline (NaN: none)."""
     rows = []
     for s in samples:
-        with Image.open(s.image_path) as im:
-            gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-        outlines = outlines_by_area(s.polygons)
-        mask = polygons_to_mask(outlines[:1], size=gray.shape[::-1]) if outlines else None
-        ok = mask is not None and mask.any()
-        rows.append(outline_features(gray, change(mask) if ok else None))
+        gray, mask = truth_outline(s)
+        rows.append(outline_features(gray, None if mask is None else change(mask)))
     return np.stack(rows)
 
 

@@ -8,7 +8,6 @@ own outline of the whole frame (:func:`thyrocam.cv.networks.own_outline_statisti
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -117,21 +116,19 @@ def descriptor_lr(train_s: list[Sample], test_s: list[Sample], cat_maps: dict) -
     return score(1.0 / (1.0 + np.exp(-logits)), np.array([s.label for s in test_s]))
 
 
-def _gray(path: str | os.PathLike) -> np.ndarray:
-    with Image.open(path) as im:
-        return np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-
-
-def _outline_mask(sample: Sample, size: tuple[int, int]) -> np.ndarray | None:
-    """The radiologist's (largest) outline of a frame, filled, ``(H, W)`` bool."""
+def truth_outline(sample: Sample) -> tuple[np.ndarray, np.ndarray | None]:
+    """A frame's gray levels ``(H, W)`` in [0, 1] and the radiologist's (largest)
+    outline filled, ``(H, W)`` bool (``None`` without a usable one)."""
+    with Image.open(sample.image_path) as im:
+        gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
     outlines = outlines_by_area(sample.polygons)
     if outlines:
-        mask = polygons_to_mask(outlines[:1], size=size)
+        mask = polygons_to_mask(outlines[:1], size=(gray.shape[1], gray.shape[0]))
     elif sample.mask_path is not None:
         mask = np.asarray(Image.open(sample.mask_path).convert("L")) > 127
     else:
-        return None
-    return mask if mask.any() else None
+        return gray, None
+    return gray, (mask if mask.any() else None)
 
 
 def outline_features(gray: np.ndarray, mask: np.ndarray | None) -> np.ndarray:
@@ -164,8 +161,7 @@ def _truth_statistics(samples: Sequence[Sample], cache: dict[str, np.ndarray]) -
     for s in samples:
         key = str(s.image_path)
         if key not in cache:
-            gray = _gray(s.image_path)
-            cache[key] = outline_features(gray, _outline_mask(s, (gray.shape[1], gray.shape[0])))
+            cache[key] = outline_features(*truth_outline(s))
         rows.append(cache[key])
     return np.stack(rows)
 

@@ -6,10 +6,11 @@ its bright spots (echogenic foci), how sharp its edge is (margins). Levels are
 divided by the frame's bright tissue (its 90th percentile) so gain and dynamic
 range cancel.
 
-They serve two things: ``benchmarks/synth_realism.py`` compares how visible each
-descriptor is in synthetic and real frames, and ``thyrocam cv`` scores a
-logistic regression over them (``outline_lr``) — the line a network reading the
-same outline has to beat.
+They serve three things: ``benchmarks/synth_realism.py`` compares how visible each
+descriptor is in synthetic and real frames, ``thyrocam cv`` scores a logistic
+regression over them (``outline_lr``) — the line a network reading the same
+outline has to beat — and ``benchmarks/outline_probe.py`` measures which outline
+errors cost that regression most.
 """
 
 from __future__ import annotations
