@@ -82,13 +82,15 @@ CHANGES: dict[str, Change] = {
 }
 
 
-def statistics(samples: Sequence[Sample], change: Change) -> np.ndarray:
-    """``(N, 8)`` statistics inside each frame's changed largest outline (NaN: none)."""
-    rows = []
+def statistics(samples: Sequence[Sample]) -> dict[str, np.ndarray]:
+    """``{change: (N, 8)}`` statistics inside each frame's largest outline after each of
+    :data:`CHANGES` (NaN: no outline); every frame is read once."""
+    rows: dict[str, list[np.ndarray]] = {name: [] for name in CHANGES}
     for s in samples:
         gray, mask = truth_outline(s)
-        rows.append(outline_features(gray, None if mask is None else change(mask)))
-    return np.stack(rows)
+        for name, change in CHANGES.items():
+            rows[name].append(outline_features(gray, None if mask is None else change(mask)))
+    return {name: np.stack(r) for name, r in rows.items()}
 
 
 def cv_auc(folds: list[list[int]], y: np.ndarray, fit_x: np.ndarray, test_x: np.ndarray) -> list:
@@ -132,7 +134,7 @@ def main() -> None:
     samples, _, _ = prepare_samples(args.ddti, label_source="auto")
     folds = case_folds(samples, folds=args.folds, seed=args.seed)
     y = np.array([s.label for s in samples], dtype=np.float64)
-    stats = {name: statistics(samples, change) for name, change in CHANGES.items()}
+    stats = statistics(samples)
     truth = stats["the radiologist's outline"]
     print(f"{len(samples)} images, {args.folds} folds by case")
     print("| outline_lr fitted on true outlines, test outline: | AUC (mean ± sd) |")
