@@ -1,8 +1,8 @@
 """Which outline error loses the image signal, and whether the pixels add to the descriptors.
 
-Run from the project root (about eleven minutes on 2 cores, most of it reading
-the statistics of 231 frames seven times; nothing is trained but logistic
-regressions)::
+Run from the project root (about nine minutes on 2 cores, most of it computing
+the statistics of 231 frames under seven outline changes; nothing is trained but
+logistic regressions)::
 
     python benchmarks/outline_probe.py [--ddti ../shared/ddti] [--folds 5]
 
