@@ -32,11 +32,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
 
+from thyrocam.cv.lines import truth_outline
 from thyrocam.data.samples import Sample, prepare_samples
 from thyrocam.data.synth import make_synthetic_ddti
-from thyrocam.imaging import outline_statistics, outlines_by_area, polygons_to_mask
+from thyrocam.imaging import outline_statistics
 from thyrocam.metrics import binary_metrics
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -96,12 +96,9 @@ def measure(samples: Sequence[Sample], truth: dict[str, dict[str, str]] | None =
     """
     rows = []
     for s in samples:
-        outlines = outlines_by_area(s.polygons)
-        if not outlines:
+        gray, mask = truth_outline(s)
+        if mask is None:
             continue
-        with Image.open(s.image_path) as im:
-            gray = np.asarray(im.convert("L"), dtype=np.float32) / 255.0
-        mask = polygons_to_mask(outlines[:1], size=(gray.shape[1], gray.shape[0]))
         values = truth[s.case_id] if truth is not None else s.clinical
         rows.append((values, outline_statistics(gray=gray, mask=mask)))
     return rows
