@@ -95,6 +95,31 @@ def test_run_round_trip(tmp_path: Path) -> None:
     assert load_run(run / "model.safetensors").path == run
 
 
+def test_stride_16_variant_round_trips_and_keeps_a_finer_layer4(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    kw = dict(clinical_dim=28, heads=("malignancy", "outline"))
+    fine, coarse = ThyroidNet(arch="resnet10n16", **kw).eval(), ThyroidNet(arch="resnet10n", **kw)
+    # Same parameters, so only the arch name in meta.json can tell the two apart.
+    assert fine.state_dict().keys() == coarse.state_dict().keys()
+    grids: list[tuple[int, ...]] = []
+    for net in (fine, coarse):
+        hook = net.cnn.layer4.register_forward_hook(
+            lambda m, i, o: grids.append(tuple(o.shape[-2:]))
+        )
+        net(torch.zeros(1, 3, 96, 96))
+        hook.remove()
+    assert grids == [(6, 6), (3, 3)]
+    run = tmp_path / "run"
+    save_run(run, model=fine, cat_maps=default_cat_maps(),
+             preprocessing=Preprocessing(mode="roi", size=96), threshold=0.5)  # fmt: skip
+    assert json.loads((run / "meta.json").read_text())["arch"] == "resnet10n16"
+    loaded = load_run(run).model
+    assert loaded.arch == "resnet10n16"
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded.forward_heads(x), fine.forward_heads(x))
+
+
 def test_checkpoint_is_not_a_pickle(tmp_path: Path) -> None:
     run, _ = _save(tmp_path)
     head = (run / "model.safetensors").read_bytes()[:16]

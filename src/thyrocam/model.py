@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from pathlib import Path
@@ -20,6 +21,7 @@ from thyrocam.errors import CheckpointError, InputError, check_choice
 
 __all__ = [
     "ARCHS",
+    "POOLS",
     "DESCRIPTOR_FIELDS",
     "HEADS",
     "MODALITIES",
@@ -37,17 +39,26 @@ log = logging.getLogger(__name__)
 # "resnet10n": a narrow ResNet-10 (one BasicBlock per stage, widths 16-128), still a
 # torchvision ResNet. ~1/30 of resnet18's compute: trained from scratch on a few
 # hundred real frames it overfits less, and a 5-fold CV fits 2 CPU cores.
-ARCHS = ("resnet18", "resnet50", "resnet10n")
+# "resnet10n16": the same with layer4 at stride 16 instead of 32 (its first block does
+# not downsample), so layer4 -- the Grad-CAM layer -- is a 6x6 grid on a 96 px crop
+# rather than 3x3. Same parameters; only the arch name tells the two apart.
+ARCHS = ("resnet18", "resnet50", "resnet10n", "resnet10n16")
 MODALITIES = ("both", "image", "clinical")
+# How layer4's map becomes the image features: "mean" (torchvision's global average);
+# "outline": the mean inside the model's own predicted outline and the mean outside
+# it, side by side (needs the outline head; twice the features).
+POOLS = ("mean", "outline")
 HEADS = ("malignancy", "outline", "descriptors")
 # The four sonographic descriptors a radiologist reads off the image (sex and age are not).
 DESCRIPTOR_FIELDS = ("composition", "echogenicity", "margins", "calcifications")
-Arch = Literal["resnet18", "resnet50", "resnet10n"]
+Arch = Literal["resnet18", "resnet50", "resnet10n", "resnet10n16"]
 Modalities = Literal["both", "image", "clinical"]
+Pool = Literal["mean", "outline"]
 
 
-def _resnet10n(*, weights: None = None, width: int = 16) -> models.ResNet:
-    """torchvision's ResNet class with one BasicBlock per stage and narrow stages."""
+def _resnet10n(*, weights: None = None, width: int = 16, last_stride: int = 2) -> models.ResNet:
+    """torchvision's ResNet class with one BasicBlock per stage and narrow stages
+    (``last_stride=1``: layer4 keeps layer3's resolution)."""
     net = models.ResNet(models.resnet.BasicBlock, [1, 1, 1, 1])
     net.inplanes = width
     net.conv1 = nn.Conv2d(3, width, kernel_size=7, stride=2, padding=3, bias=False)
@@ -56,7 +67,7 @@ def _resnet10n(*, weights: None = None, width: int = 16) -> models.ResNet:
     net.layer1 = net._make_layer(block, width, 1)
     net.layer2 = net._make_layer(block, 2 * width, 1, stride=2)
     net.layer3 = net._make_layer(block, 4 * width, 1, stride=2)
-    net.layer4 = net._make_layer(block, 8 * width, 1, stride=2)
+    net.layer4 = net._make_layer(block, 8 * width, 1, stride=last_stride)
     net.fc = nn.Linear(8 * width, 1000)
     for m in net.modules():  # torchvision's init for the replaced layers
         if isinstance(m, nn.Conv2d):
@@ -64,7 +75,12 @@ def _resnet10n(*, weights: None = None, width: int = 16) -> models.ResNet:
     return net
 
 
-_BUILDERS = {"resnet18": models.resnet18, "resnet50": models.resnet50, "resnet10n": _resnet10n}
+_BUILDERS = {
+    "resnet18": models.resnet18,
+    "resnet50": models.resnet50,
+    "resnet10n": _resnet10n,
+    "resnet10n16": functools.partial(_resnet10n, last_stride=1),
+}
 _IMAGENET = {
     "resnet18": models.ResNet18_Weights.IMAGENET1K_V1,
     "resnet50": models.ResNet50_Weights.IMAGENET1K_V2,
@@ -99,10 +115,21 @@ class ThyroidNet(nn.Module):
         modalities: Modalities = "both",
         heads: tuple[str, ...] | list[str] = ("malignancy",),
         descriptor_classes: dict[str, int] | None = None,
+        pool: Pool = "mean",
     ) -> None:
         super().__init__()
         check_choice(arch, field="arch", allowed=ARCHS)
         check_choice(modalities, field="modalities", allowed=MODALITIES)
+        check_choice(pool, field="pool", allowed=POOLS)
+        if pool == "outline" and "outline" not in heads:
+            raise InputError(
+                f"pool: got 'outline' with heads {list(heads)!r}; allowed: 'mean', or "
+                "'outline' for a model with the outline head",
+                field="pool",
+                value=pool,
+                allowed=POOLS,
+            )
+        self.pool = pool
         self.arch = arch
         self.clinical_dim = int(clinical_dim)
         self.modalities = modalities
@@ -118,7 +145,8 @@ class ThyroidNet(nn.Module):
         )
         # The image features are projected to the descriptor branch's width so
         # neither modality dominates the fusion by sheer number of inputs.
-        self.img_proj = nn.Sequential(nn.Linear(self.image_dim, hidden), nn.ReLU(inplace=True))
+        pooled_dim = self.image_dim * (2 if pool == "outline" else 1)
+        self.img_proj = nn.Sequential(nn.Linear(pooled_dim, hidden), nn.ReLU(inplace=True))
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, 1))
         self.heads, self.descriptor_classes = _check_heads(heads, descriptor_classes)
         if "outline" in self.heads:
@@ -129,7 +157,7 @@ class ThyroidNet(nn.Module):
             # descriptor heads read the image only, never the entered descriptors.
             self.descriptor_heads = nn.ModuleDict(
                 {
-                    f: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.image_dim, k))
+                    f: nn.Sequential(nn.Dropout(dropout), nn.Linear(pooled_dim, k))
                     for f, k in self.descriptor_classes.items()
                 }
             )
@@ -166,25 +194,43 @@ class ThyroidNet(nn.Module):
         out: dict[str, torch.Tensor] = {}
         needs_cnn = self.modalities != "clinical" or len(self.heads) > 1
         feats = self.forward_stages(img) if needs_cnn else []
+        outline = None
+        if "outline" in self.heads:
+            outline = self.outline(feats, size=tuple(img.shape[-2:]))
+        pooled = self._pooled(feats[-1], outline) if feats else None
         if self.modalities == "clinical":
             weight = self.head[-1].weight
             f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
-            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1) if feats else None
         else:
-            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1)
             f_img = self.img_proj(pooled)
         f_clin = self.forward_clinical(None if self.modalities == "image" else clin, batch)
         out["malignancy"] = self.head(torch.cat([f_img, f_clin], dim=1))
-        if "outline" in self.heads:
-            out["outline"] = self.outline(feats, size=tuple(img.shape[-2:]))
+        if outline is not None:
+            out["outline"] = outline
         if "descriptors" in self.heads:
             for f, head in self.descriptor_heads.items():
                 out[f] = head(pooled)
         return out
 
+    def _pooled(self, last: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
+        """layer4's map ``(B, C, h, w)`` -> image features ``(B, C)`` or, pooled by the
+        outline's logits ``(B, 1, H, W)``, ``(B, 2C)`` (inside, outside)."""
+        if self.pool == "mean":
+            return torch.flatten(self.cnn.avgpool(last), 1)
+        # The outline is a constant to the malignancy loss (detached): the mask is
+        # learnt from outlines only, and the classifier reads through it.
+        w = nn.functional.adaptive_avg_pool2d(torch.sigmoid(outline.detach()), last.shape[-2:])
+        inside = (last * w).sum((2, 3)) / (w.sum((2, 3)) + 1e-3)
+        outside = (last * (1 - w)).sum((2, 3)) / ((1 - w).sum((2, 3)) + 1e-3)
+        return torch.cat([inside, outside], dim=1)
+
     def forward_image(self, img: torch.Tensor) -> torch.Tensor:
         """``img (B, 3, H, W)`` -> image features ``(B, hidden)``."""
-        return self.img_proj(self.cnn(img))
+        if self.pool == "mean":
+            return self.img_proj(self.cnn(img))
+        feats = self.forward_stages(img)
+        outline = self.outline(feats, size=tuple(img.shape[-2:]))
+        return self.img_proj(self._pooled(feats[-1], outline))
 
     def forward_clinical(self, clin: torch.Tensor | None, batch: int) -> torch.Tensor:
         """``clin (B, D)`` or ``None`` (all missing) -> descriptor features ``(B, hidden)``."""

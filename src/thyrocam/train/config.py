@@ -21,7 +21,7 @@ class TrainConfig:
     epochs: int = 10  # passes over the training split; a preset fixes it so runs reproduce
     image_size: int = 224  # side of the network input
     batch_size: int = 32  # global batch (split across DDP ranks); fits 2 CPU cores and BatchNorm
-    arch: Literal["resnet18", "resnet50", "resnet10n"] = "resnet18"
+    arch: Literal["resnet18", "resnet50", "resnet10n", "resnet10n16"] = "resnet18"
     lr: float = 2e-3  # peak of the warm-up + cosine schedule (AdamW)
     weight_decay: float = 1e-4
     seed: int = 0  # seeds split, init, augmentation and order
@@ -49,6 +49,9 @@ class TrainConfig:
     # input); None: image_size.
     outline_size: int | None = None
     outline_weight: float = 1.0  # weight of the outline loss (BCE + Dice)
+    # "outline": the image features are layer4 pooled inside and outside the model's own
+    # predicted outline (thyrocam.model.POOLS), not over the whole crop.
+    pool: Literal["mean", "outline"] = "mean"
     descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
     pretrain_epochs: int = 8  # epochs of that synthetic pretraining
