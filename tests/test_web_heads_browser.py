@@ -39,7 +39,7 @@ AUTO_COLOUR = (0x4C, 0xC9, 0xF0)  # the page's colour for the proposed box (app.
 # A run with an outline head trained on the real sample. THYROCAM_HEADS_RUN names one
 # (e.g. the README's `--preset ddti` run); otherwise the fixture trains a short one.
 HEADS_RUN_ENV = "THYROCAM_HEADS_RUN"
-DDTI_EPOCHS = 10
+DDTI_EPOCHS = 6
 
 
 class _DarkIsNodule(ThyroidNet):
