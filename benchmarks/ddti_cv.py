@@ -82,6 +82,7 @@ def main() -> None:
             autobox_hit_rate_image=new["image"].get("autobox_hit_rate_mean"),
             cam_energy_inside_image=new["image"].get("cam_energy_inside_mean"),
             centre_prior_inside_image=new["image"].get("centre_prior_inside_mean"),
+            cam_empty_share_image=new["image"].get("cam_empty_share_mean"),
             cam_energy_over_area_image=(
                 new["image"]["cam_energy_inside_mean"] / new["image"]["outline_area_share_mean"]
                 if new["image"].get("outline_area_share_mean")

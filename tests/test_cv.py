@@ -80,6 +80,7 @@ def test_cv_writes_json_and_html(synth_dir: Path, tmp_path: Path) -> None:
         pairs = zip(m["autobox_hit_rate_largest"], m["autobox_hit_rate"], strict=True)
         assert all(a <= b for a, b in pairs)
         assert 0.0 <= m["centre_prior_inside_mean"] <= 1.0
+        assert 0.0 <= m["cam_empty_share_mean"] <= 1.0
         assert 0.0 <= m["descriptor_accuracy_mean"] <= 1.0
         # the fold's outline regression, given the network's own outline of each frame
         assert all(0.0 <= a <= 1.0 for a in m["outline_lr_auto_auc"])
@@ -167,3 +168,28 @@ def test_outline_lr_reads_the_pixels_inside_the_outline(
     html = (out / "cv.html").read_text()
     assert "<th>outline_lr</th>" in html and "<td>auc</td>" in html
     assert "<td>dice</td>" not in html  # no network ran: no outline to score
+
+
+def test_cam_energy_counts_maps_without_positive_evidence(synth_dir: Path) -> None:
+    from thyrocam.clinical import default_cat_maps
+    from thyrocam.cv.networks import _cam_energy
+    from thyrocam.data import ThyroidDataset
+    from thyrocam.imaging import Preprocessing
+    from thyrocam.model import ThyroidNet
+
+    samples, _, _ = prepare_samples(synth_dir)
+    ds = ThyroidDataset(
+        samples[:6], preprocessing=Preprocessing(mode="roi", size=64),
+        cat_maps=default_cat_maps(), targets=True,
+    )  # fmt: skip
+    torch.manual_seed(2)
+    model = ThyroidNet(arch="resnet10n", clinical_dim=28).eval()
+    seen = _cam_energy(model, ds, torch.device("cpu"), cam_cases=6)
+    assert 0.0 <= seen["cam_empty_share"] < 1.0 and 0.0 <= seen["cam_energy_inside"] <= 1.0
+    # A logit that ignores the image has no positive evidence anywhere: every map is
+    # empty, and the energy shares (over non-empty maps) are not reported as if measured.
+    with torch.no_grad():
+        model.img_proj[0].weight.zero_()
+        model.img_proj[0].bias.zero_()
+    assert _cam_energy(model, ds, torch.device("cpu"), cam_cases=6) == {"cam_empty_share": 1.0}
+

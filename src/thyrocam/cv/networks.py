@@ -187,8 +187,10 @@ def _cam_energy(
     model: ThyroidNet, ds: ThyroidDataset, device: torch.device, *, cam_cases: int
 ) -> dict:
     """Mean share of Grad-CAM energy inside the outline, the outline's mean area share, and
-    the share a centred Gaussian (the report's centre-bias baseline) puts inside."""
-    inside, share, prior = [], [], []
+    the share a centred Gaussian (the report's centre-bias baseline) puts inside, over the
+    maps with positive evidence; and the share of outlined crops whose map has none (all
+    zero), which the energy shares cannot count."""
+    inside, share, prior, empty = [], [], [], 0
     with torch.enable_grad(), GradCAM(model, default_target_layer(model)) as engine:
         for i in range(min(cam_cases, len(ds))):
             item = ds[i]
@@ -198,15 +200,18 @@ def _cam_energy(
                 item["image"][None].to(device), clinical=item["clinical"][None].to(device)
             )
             mask = item["mask"][0].numpy() > 0.5
-            if cam.sum() > 0 and mask.any():
+            if mask.any() and not cam.sum() > 0:
+                empty += 1
+            elif mask.any():
                 centre = centre_map(mask.shape)
                 inside.append(float(cam[mask].sum() / cam.sum()))
                 share.append(float(mask.mean()))
                 prior.append(float(centre[mask].sum() / centre.sum()))
     if not inside:
-        return {}
+        return {"cam_empty_share": 1.0} if empty else {}
     e, a = float(np.mean(inside)), float(np.mean(share))
     return {
+        "cam_empty_share": empty / (empty + len(inside)),
         "cam_energy_inside": e,
         "outline_area_share": a,
         "cam_ratio": e / a if a else None,

@@ -36,6 +36,8 @@ autobox hit rate largest: the same against the largest outline only.
 CAM energy inside: share of Grad-CAM energy inside the radiologist's outline on the crop;
 outline area share: the outline's share of the crop (what a map spread evenly would get);
 centre prior inside: the same share for a Gaussian at the crop's centre, which a CAM must beat.
+The three shares are over maps with positive evidence; cam empty share: the share of
+outlined crops whose Grad-CAM of the malignant logit is all zero (no positive evidence).
 descriptor_lr: logistic regression on the descriptors alone, the line the other models must beat.
 outline_lr: logistic regression on plain statistics of the pixels inside the radiologist's
 outline (level against the surroundings, texture, bright spots, edge sharpness), the line
@@ -59,6 +61,7 @@ CV_COLUMNS = (
     "cam_energy_inside",
     "outline_area_share",
     "centre_prior_inside",
+    "cam_empty_share",
     "seconds",
 )
 
