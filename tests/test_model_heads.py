@@ -146,54 +146,13 @@ def test_multi_head_run_round_trips_and_old_runs_load(tmp_path: Path) -> None:
     save_run(tmp_path / "old", model=old, cat_maps=cat_maps, preprocessing=pre, threshold=0.5)
     meta_path = tmp_path / "old" / "meta.json"
     meta = json.loads(meta_path.read_text())
-    # As written before the heads (and pooling choices) existed.
-    del meta["heads"], meta["descriptor_classes"], meta["pool"]
+    del meta["heads"], meta["descriptor_classes"]  # as written before the heads existed
     meta["preprocessing"].pop("min_side")
     meta_path.write_text(json.dumps(meta))
     info = load_run(tmp_path / "old")
-    assert info.model.heads == ("malignancy",) and info.model.pool == "mean"
+    assert info.model.heads == ("malignancy",)
     assert info.preprocessing.min_side == 0.0
     torch.testing.assert_close(info.model(x), old(x))
-
-
-def test_outline_pooling_reads_through_the_detached_outline(tmp_path: Path) -> None:
-    model = _net("resnet10n16", pool="outline")
-    x, clin = torch.randn(2, 3, 96, 96), torch.randn(2, clinical_dim(default_cat_maps()))
-    out = model.forward_heads(x, clin)
-    torch.testing.assert_close(out["malignancy"], model(x, clin))
-    for field in DESCRIPTOR_FIELDS:
-        assert out[field].shape == (2, model.descriptor_classes[field])
-    # The malignancy logit reads through the predicted outline ...
-    before = model(x, clin).detach()
-    with torch.no_grad():
-        model.outline.out.bias += 3.0
-    assert (model(x, clin) - before).abs().max() > 1e-4
-    # ... but never trains it: no malignancy gradient reaches the outline head.
-    model(x, clin).sum().backward()
-    assert all(p.grad is None or not p.grad.any() for p in model.outline.parameters())
-    assert model.cnn.layer4[-1].conv2.weight.grad.abs().sum() > 0
-    with GradCAM(model, model.cnn.layer4[-1].conv2) as engine:
-        cam, _ = engine(x[:1], clinical=clin[:1])
-    assert cam.shape == (96, 96) and cam.max() == pytest.approx(1.0)
-    save_run(tmp_path / "run", model=model, cat_maps=default_cat_maps(),
-             preprocessing=Preprocessing(mode="roi", size=96), threshold=0.5)  # fmt: skip
-    assert json.loads((tmp_path / "run" / "meta.json").read_text())["pool"] == "outline"
-    torch.testing.assert_close(load_run(tmp_path / "run").model(x, clin), model(x, clin))
-    # A mean-pooled model's logit does not depend on the outline head.
-    plain = _net("resnet10n16")
-    before = plain(x, clin).detach()
-    with torch.no_grad():
-        plain.outline.out.bias += 3.0
-    torch.testing.assert_close(plain(x, clin), before)
-
-
-def test_outline_pooling_needs_the_outline_head() -> None:
-    with pytest.raises(InputError) as err:
-        _net(heads=("malignancy", "descriptors"), pool="outline")
-    assert err.value.field == "pool" and "outline head" in str(err.value)
-    with pytest.raises(InputError) as err:
-        _net(pool="max")
-    assert err.value.field == "pool"
 
 
 def test_min_side_keeps_nodule_size() -> None:

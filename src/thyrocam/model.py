@@ -21,7 +21,6 @@ from thyrocam.errors import CheckpointError, InputError, check_choice
 
 __all__ = [
     "ARCHS",
-    "POOLS",
     "DESCRIPTOR_FIELDS",
     "HEADS",
     "MODALITIES",
@@ -44,16 +43,11 @@ log = logging.getLogger(__name__)
 # rather than 3x3. Same parameters; only the arch name tells the two apart.
 ARCHS = ("resnet18", "resnet50", "resnet10n", "resnet10n16")
 MODALITIES = ("both", "image", "clinical")
-# How layer4's map becomes the image features: "mean" (torchvision's global average);
-# "outline": the mean inside the model's own predicted outline and the mean outside
-# it, side by side (needs the outline head; twice the features).
-POOLS = ("mean", "outline")
 HEADS = ("malignancy", "outline", "descriptors")
 # The four sonographic descriptors a radiologist reads off the image (sex and age are not).
 DESCRIPTOR_FIELDS = ("composition", "echogenicity", "margins", "calcifications")
 Arch = Literal["resnet18", "resnet50", "resnet10n", "resnet10n16"]
 Modalities = Literal["both", "image", "clinical"]
-Pool = Literal["mean", "outline"]
 
 
 def _resnet10n(*, weights: None = None, width: int = 16, last_stride: int = 2) -> models.ResNet:
@@ -115,21 +109,10 @@ class ThyroidNet(nn.Module):
         modalities: Modalities = "both",
         heads: tuple[str, ...] | list[str] = ("malignancy",),
         descriptor_classes: dict[str, int] | None = None,
-        pool: Pool = "mean",
     ) -> None:
         super().__init__()
         check_choice(arch, field="arch", allowed=ARCHS)
         check_choice(modalities, field="modalities", allowed=MODALITIES)
-        check_choice(pool, field="pool", allowed=POOLS)
-        if pool == "outline" and "outline" not in heads:
-            raise InputError(
-                f"pool: got 'outline' with heads {list(heads)!r}; allowed: 'mean', or "
-                "'outline' for a model with the outline head",
-                field="pool",
-                value=pool,
-                allowed=POOLS,
-            )
-        self.pool = pool
         self.arch = arch
         self.clinical_dim = int(clinical_dim)
         self.modalities = modalities
@@ -145,8 +128,7 @@ class ThyroidNet(nn.Module):
         )
         # The image features are projected to the descriptor branch's width so
         # neither modality dominates the fusion by sheer number of inputs.
-        pooled_dim = self.image_dim * (2 if pool == "outline" else 1)
-        self.img_proj = nn.Sequential(nn.Linear(pooled_dim, hidden), nn.ReLU(inplace=True))
+        self.img_proj = nn.Sequential(nn.Linear(self.image_dim, hidden), nn.ReLU(inplace=True))
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, 1))
         self.heads, self.descriptor_classes = _check_heads(heads, descriptor_classes)
         if "outline" in self.heads:
@@ -157,7 +139,7 @@ class ThyroidNet(nn.Module):
             # descriptor heads read the image only, never the entered descriptors.
             self.descriptor_heads = nn.ModuleDict(
                 {
-                    f: nn.Sequential(nn.Dropout(dropout), nn.Linear(pooled_dim, k))
+                    f: nn.Sequential(nn.Dropout(dropout), nn.Linear(self.image_dim, k))
                     for f, k in self.descriptor_classes.items()
                 }
             )
@@ -194,43 +176,25 @@ class ThyroidNet(nn.Module):
         out: dict[str, torch.Tensor] = {}
         needs_cnn = self.modalities != "clinical" or len(self.heads) > 1
         feats = self.forward_stages(img) if needs_cnn else []
-        outline = None
-        if "outline" in self.heads:
-            outline = self.outline(feats, size=tuple(img.shape[-2:]))
-        pooled = self._pooled(feats[-1], outline) if feats else None
         if self.modalities == "clinical":
             weight = self.head[-1].weight
             f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
+            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1) if feats else None
         else:
+            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1)
             f_img = self.img_proj(pooled)
         f_clin = self.forward_clinical(None if self.modalities == "image" else clin, batch)
         out["malignancy"] = self.head(torch.cat([f_img, f_clin], dim=1))
-        if outline is not None:
-            out["outline"] = outline
+        if "outline" in self.heads:
+            out["outline"] = self.outline(feats, size=tuple(img.shape[-2:]))
         if "descriptors" in self.heads:
             for f, head in self.descriptor_heads.items():
                 out[f] = head(pooled)
         return out
 
-    def _pooled(self, last: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
-        """layer4's map ``(B, C, h, w)`` -> image features ``(B, C)`` or, pooled by the
-        outline's logits ``(B, 1, H, W)``, ``(B, 2C)`` (inside, outside)."""
-        if self.pool == "mean":
-            return torch.flatten(self.cnn.avgpool(last), 1)
-        # The outline is a constant to the malignancy loss (detached): the mask is
-        # learnt from outlines only, and the classifier reads through it.
-        w = nn.functional.adaptive_avg_pool2d(torch.sigmoid(outline.detach()), last.shape[-2:])
-        inside = (last * w).sum((2, 3)) / (w.sum((2, 3)) + 1e-3)
-        outside = (last * (1 - w)).sum((2, 3)) / ((1 - w).sum((2, 3)) + 1e-3)
-        return torch.cat([inside, outside], dim=1)
-
     def forward_image(self, img: torch.Tensor) -> torch.Tensor:
         """``img (B, 3, H, W)`` -> image features ``(B, hidden)``."""
-        if self.pool == "mean":
-            return self.img_proj(self.cnn(img))
-        feats = self.forward_stages(img)
-        outline = self.outline(feats, size=tuple(img.shape[-2:]))
-        return self.img_proj(self._pooled(feats[-1], outline))
+        return self.img_proj(self.cnn(img))
 
     def forward_clinical(self, clin: torch.Tensor | None, batch: int) -> torch.Tensor:
         """``clin (B, D)`` or ``None`` (all missing) -> descriptor features ``(B, hidden)``."""

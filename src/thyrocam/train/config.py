@@ -49,9 +49,6 @@ class TrainConfig:
     # input); None: image_size.
     outline_size: int | None = None
     outline_weight: float = 1.0  # weight of the outline loss (BCE + Dice)
-    # "outline": the image features are layer4 pooled inside and outside the model's own
-    # predicted outline (thyrocam.model.POOLS), not over the whole crop.
-    pool: Literal["mean", "outline"] = "mean"
     descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
     pretrain_epochs: int = 8  # epochs of that synthetic pretraining

@@ -87,7 +87,6 @@ def build_model(
         modalities=config.modalities,
         heads=heads,
         descriptor_classes=descriptor_classes_from(cat_maps),
-        pool=config.pool,
     )
     init = load_backbone_weights(model, weights=config.weights)
     if config.init_from:
