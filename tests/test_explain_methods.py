@@ -45,11 +45,16 @@ def _reference_classes() -> dict[type, type]:
     }
 
 
-@pytest.fixture(scope="module", params=["resnet18", "resnet50", "resnet10n16"])
+@pytest.fixture(scope="module", params=["resnet18", "resnet50", "resnet10n16+outline-pool"])
 def net(request: pytest.FixtureRequest) -> ThyroidNet:
     # Seed 2: with seed 0 the random resnet18 has no positive Grad-CAM evidence.
     torch.manual_seed(2)
-    return ThyroidNet(arch=request.param, clinical_dim=28).eval()
+    arch, _, pooled = request.param.partition("+")
+    if pooled:  # layer4 pooled inside/outside the model's own outline
+        return ThyroidNet(
+            arch=arch, clinical_dim=28, heads=("malignancy", "outline"), pool="outline"
+        ).eval()
+    return ThyroidNet(arch=arch, clinical_dim=28).eval()
 
 
 def _inputs(with_clinical: bool) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -146,13 +146,91 @@ def test_multi_head_run_round_trips_and_old_runs_load(tmp_path: Path) -> None:
     save_run(tmp_path / "old", model=old, cat_maps=cat_maps, preprocessing=pre, threshold=0.5)
     meta_path = tmp_path / "old" / "meta.json"
     meta = json.loads(meta_path.read_text())
-    del meta["heads"], meta["descriptor_classes"]  # as written before the heads existed
+    # As written before the heads (and pooling choices) existed.
+    del meta["heads"], meta["descriptor_classes"], meta["pool"]
     meta["preprocessing"].pop("min_side")
     meta_path.write_text(json.dumps(meta))
     info = load_run(tmp_path / "old")
-    assert info.model.heads == ("malignancy",)
+    assert info.model.heads == ("malignancy",) and info.model.pool == "mean"
     assert info.preprocessing.min_side == 0.0
     torch.testing.assert_close(info.model(x), old(x))
+
+
+def test_outline_pooling_reads_through_the_detached_outline(tmp_path: Path) -> None:
+    model = _net("resnet10n16", pool="outline")
+    x, clin = torch.randn(2, 3, 96, 96), torch.randn(2, clinical_dim(default_cat_maps()))
+    out = model.forward_heads(x, clin)
+    torch.testing.assert_close(out["malignancy"], model(x, clin))
+    for field in DESCRIPTOR_FIELDS:
+        assert out[field].shape == (2, model.descriptor_classes[field])
+    # The malignancy logit reads through the predicted outline ...
+    before = model(x, clin).detach()
+    with torch.no_grad():
+        model.outline.out.bias += 3.0
+    assert (model(x, clin) - before).abs().max() > 1e-4
+    # ... but never trains it: no malignancy gradient reaches the outline head.
+    model(x, clin).sum().backward()
+    assert all(p.grad is None or not p.grad.any() for p in model.outline.parameters())
+    assert model.cnn.layer4[-1].conv2.weight.grad.abs().sum() > 0
+    with GradCAM(model, model.cnn.layer4[-1].conv2) as engine:
+        cam, _ = engine(x[:1], clinical=clin[:1])
+    assert cam.shape == (96, 96) and cam.max() == pytest.approx(1.0)
+    save_run(tmp_path / "run", model=model, cat_maps=default_cat_maps(),
+             preprocessing=Preprocessing(mode="roi", size=96), threshold=0.5)  # fmt: skip
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["pool"] == "outline"
+    torch.testing.assert_close(load_run(tmp_path / "run").model(x, clin), model(x, clin))
+    # A mean-pooled model's logit does not depend on the outline head.
+    plain = _net("resnet10n16")
+    before = plain(x, clin).detach()
+    with torch.no_grad():
+        plain.outline.out.bias += 3.0
+    torch.testing.assert_close(plain(x, clin), before)
+
+
+class _FixedOutline(torch.nn.Module):
+    """An outline head that says: the nodule is the top-left quadrant of the input."""
+
+    def forward(self, feats: list, *, size: tuple[int, int]) -> torch.Tensor:
+        logits = torch.full((feats[0].shape[0], 1, *size), -30.0)
+        logits[:, :, : size[0] // 2, : size[1] // 2] = 30.0
+        return logits
+
+
+def test_outline_pooling_averages_layer4_inside_the_outline() -> None:
+    model = _net("resnet10n", pool="outline")
+    model.outline = _FixedOutline()
+    x = torch.randn(2, 3, 96, 96)
+    last = model.forward_stages(x)[-1]  # (2, 128, 3, 3)
+    # The quadrant covers cell (0, 0) wholly, a half of (0, 1) and (1, 0), a quarter of (1, 1).
+    w = torch.tensor([[1.0, 0.5, 0.0], [0.5, 0.25, 0.0], [0.0, 0.0, 0.0]])
+    expected = (last * w).sum((2, 3)) / (w.sum() + 1e-3)
+    with torch.no_grad():
+        torch.testing.assert_close(model.forward_image(x), model.img_proj(expected))
+        torch.testing.assert_close(
+            model.forward_heads(x)["composition"], model.descriptor_heads["composition"](expected)
+        )
+
+
+def test_a_pooling_preset_on_data_without_outlines_averages(caplog) -> None:
+    from thyrocam.train import TrainConfig
+    from thyrocam.train.recipe import build_model
+
+    config = TrainConfig(pool="outline", weights=None, arch="resnet10n")
+    cat_maps = default_cat_maps()
+    pooled, _ = build_model(config, cat_maps=cat_maps, heads=("malignancy", "outline"))
+    assert pooled.pool == "outline"
+    with caplog.at_level("WARNING"):
+        plain, _ = build_model(config, cat_maps=cat_maps, heads=("malignancy", "descriptors"))
+    assert plain.pool == "mean" and "no outline head" in caplog.text
+
+
+def test_outline_pooling_needs_the_outline_head() -> None:
+    with pytest.raises(InputError) as err:
+        _net(heads=("malignancy", "descriptors"), pool="outline")
+    assert err.value.field == "pool" and "outline head" in str(err.value)
+    with pytest.raises(InputError) as err:
+        _net(pool="max")
+    assert err.value.field == "pool"
 
 
 def test_min_side_keeps_nodule_size() -> None:

@@ -175,6 +175,7 @@ def _write_run_files(
         "hidden": model.hidden,
         "heads": list(model.heads),
         "descriptor_classes": dict(model.descriptor_classes),
+        "pool": model.pool,
         "image_size": preprocessing.size,
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),
@@ -351,6 +352,7 @@ def load_run(run: str | os.PathLike, *, map_location: str | torch.device = "cpu"
             # Runs written before the outline/descriptor heads are malignancy-only.
             heads=tuple(meta.get("heads", ("malignancy",))),
             descriptor_classes=meta.get("descriptor_classes") or None,
+            pool=meta.get("pool", "mean"),  # runs written before pooling choices: "mean"
         )
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{folder / META}: {exc}") from None

@@ -21,6 +21,7 @@ from thyrocam.errors import CheckpointError, InputError, check_choice
 
 __all__ = [
     "ARCHS",
+    "POOLS",
     "DESCRIPTOR_FIELDS",
     "HEADS",
     "MODALITIES",
@@ -43,11 +44,18 @@ log = logging.getLogger(__name__)
 # rather than 3x3. Same parameters; only the arch name tells the two apart.
 ARCHS = ("resnet18", "resnet50", "resnet10n", "resnet10n16")
 MODALITIES = ("both", "image", "clinical")
+# How layer4's map becomes the image features: "mean" (torchvision's global average);
+# "outline": the mean inside the model's own predicted outline, weighted by its
+# probability (needs the outline head). Still one weighted average per channel, so
+# Grad-CAM's gradient average keeps its meaning (a mean inside beside a mean outside
+# did not: their gradients cancelled and 93 % of maps were empty).
+POOLS = ("mean", "outline")
 HEADS = ("malignancy", "outline", "descriptors")
 # The four sonographic descriptors a radiologist reads off the image (sex and age are not).
 DESCRIPTOR_FIELDS = ("composition", "echogenicity", "margins", "calcifications")
 Arch = Literal["resnet18", "resnet50", "resnet10n", "resnet10n16"]
 Modalities = Literal["both", "image", "clinical"]
+Pool = Literal["mean", "outline"]
 
 
 def _resnet10n(*, weights: None = None, width: int = 16, last_stride: int = 2) -> models.ResNet:
@@ -109,10 +117,21 @@ class ThyroidNet(nn.Module):
         modalities: Modalities = "both",
         heads: tuple[str, ...] | list[str] = ("malignancy",),
         descriptor_classes: dict[str, int] | None = None,
+        pool: Pool = "mean",
     ) -> None:
         super().__init__()
         check_choice(arch, field="arch", allowed=ARCHS)
         check_choice(modalities, field="modalities", allowed=MODALITIES)
+        check_choice(pool, field="pool", allowed=POOLS)
+        if pool == "outline" and "outline" not in heads:
+            raise InputError(
+                f"pool: got 'outline' with heads {list(heads)!r}; allowed: 'mean', or "
+                "'outline' for a model with the outline head",
+                field="pool",
+                value=pool,
+                allowed=POOLS,
+            )
+        self.pool = pool
         self.arch = arch
         self.clinical_dim = int(clinical_dim)
         self.modalities = modalities
@@ -176,25 +195,41 @@ class ThyroidNet(nn.Module):
         out: dict[str, torch.Tensor] = {}
         needs_cnn = self.modalities != "clinical" or len(self.heads) > 1
         feats = self.forward_stages(img) if needs_cnn else []
+        outline = None
+        if "outline" in self.heads:
+            outline = self.outline(feats, size=tuple(img.shape[-2:]))
+        pooled = self._pooled(feats[-1], outline) if feats else None
         if self.modalities == "clinical":
             weight = self.head[-1].weight
             f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
-            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1) if feats else None
         else:
-            pooled = torch.flatten(self.cnn.avgpool(feats[-1]), 1)
             f_img = self.img_proj(pooled)
         f_clin = self.forward_clinical(None if self.modalities == "image" else clin, batch)
         out["malignancy"] = self.head(torch.cat([f_img, f_clin], dim=1))
-        if "outline" in self.heads:
-            out["outline"] = self.outline(feats, size=tuple(img.shape[-2:]))
+        if outline is not None:
+            out["outline"] = outline
         if "descriptors" in self.heads:
             for f, head in self.descriptor_heads.items():
                 out[f] = head(pooled)
         return out
 
+    def _pooled(self, last: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
+        """layer4's map ``(B, C, h, w)`` -> image features ``(B, C)``: its mean, or its mean
+        weighted by the outline's probabilities (``outline``: logits ``(B, 1, H, W)``)."""
+        if self.pool == "mean":
+            return torch.flatten(self.cnn.avgpool(last), 1)
+        # The outline is a constant to the malignancy loss (detached): the mask is
+        # learnt from outlines only, and the classifier reads through it.
+        w = nn.functional.adaptive_avg_pool2d(torch.sigmoid(outline.detach()), last.shape[-2:])
+        return (last * w).sum((2, 3)) / (w.sum((2, 3)) + 1e-3)
+
     def forward_image(self, img: torch.Tensor) -> torch.Tensor:
         """``img (B, 3, H, W)`` -> image features ``(B, hidden)``."""
-        return self.img_proj(self.cnn(img))
+        if self.pool == "mean":
+            return self.img_proj(self.cnn(img))
+        feats = self.forward_stages(img)
+        outline = self.outline(feats, size=tuple(img.shape[-2:]))
+        return self.img_proj(self._pooled(feats[-1], outline))
 
     def forward_clinical(self, clin: torch.Tensor | None, batch: int) -> torch.Tensor:
         """``clin (B, D)`` or ``None`` (all missing) -> descriptor features ``(B, hidden)``."""

@@ -11,7 +11,7 @@ from typing import get_args
 from thyrocam.data.samples import LabelSource
 from thyrocam.errors import InputError
 from thyrocam.imaging import PREPROCESS_MODES
-from thyrocam.model import ARCHS, MODALITIES
+from thyrocam.model import ARCHS, MODALITIES, POOLS
 
 __all__ = ["register", "add_train_options", "train_config"]
 
@@ -121,6 +121,12 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         type=_heads,
         help="comma-separated heads besides malignancy: outline, descriptors "
         "(default: every head the data supports; 'malignancy' for none)",
+    )
+    g.add_argument(
+        "--pool",
+        choices=POOLS,
+        help="image features: layer4's 'mean' (default), or its mean weighted by the "
+        "model's own predicted 'outline' (a run without the outline head averages)",
     )
     g.add_argument("--init-from", dest="init_from", help="start from this run's weights")
     g.add_argument(

@@ -49,6 +49,9 @@ class TrainConfig:
     # input); None: image_size.
     outline_size: int | None = None
     outline_weight: float = 1.0  # weight of the outline loss (BCE + Dice)
+    # "outline": the image features are layer4 averaged with the model's own predicted
+    # outline as weights (thyrocam.model.POOLS), not over the whole crop.
+    pool: Literal["mean", "outline"] = "mean"
     descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
     pretrain_epochs: int = 8  # epochs of that synthetic pretraining
@@ -73,6 +76,9 @@ class TrainConfig:
 # for 15 epochs from scratch) and Grad-CAM energy inside the outline (1.3x its area vs
 # 0.8x); no variant moved the image-only AUC beyond its fold-to-fold spread (~0.6).
 # Ultrasound augmentation and longer training without pretraining did not help.
+# Averaging layer4 inside the model's own outline (pool="outline"), same folds: image
+# AUC 0.646 vs 0.581, Grad-CAM empty on 23 % of test crops vs 79 %, energy inside the
+# outline 1.59x its area vs 1.32x, Dice and automatic box unchanged (README).
 _DDTI_RECIPE: dict[str, Any] = dict(
     epochs=40,
     arch="resnet10n",
@@ -84,6 +90,7 @@ _DDTI_RECIPE: dict[str, Any] = dict(
     roi_min_side=220.0,
     outline_size=128,
     augmentation="basic",
+    pool="outline",
     pretrain_synthetic=1500,  # ~2.5 min once on 2 cores; no DDTI label is seen
 )
 

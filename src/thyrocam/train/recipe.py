@@ -81,12 +81,19 @@ def build_model(
     Returns:
         ``(model, init)``: ``init`` says where the weights came from (for ``meta.json``).
     """
+    pool = config.pool
+    if pool == "outline" and "outline" not in heads:
+        # Nothing to pool by: a descriptors-only model of `thyrocam cv`, or data without
+        # outlines under a preset that pools by them. meta.json records "mean".
+        log.warning("pool: no outline head (heads %s), so layer4 is averaged over the crop", heads)
+        pool = "mean"
     model = ThyroidNet(
         arch=config.arch,
         clinical_dim=clinical_dim(cat_maps),
         modalities=config.modalities,
         heads=heads,
         descriptor_classes=descriptor_classes_from(cat_maps),
+        pool=pool,
     )
     init = load_backbone_weights(model, weights=config.weights)
     if config.init_from:
