@@ -10,6 +10,7 @@ import numpy as np
 import torch
 
 from thyrocam.imaging import Preprocessing
+from thyrocam.model import Arch, Modalities, Pool
 
 __all__ = ["TrainConfig", "PRESETS", "seed_everything"]
 
@@ -21,7 +22,7 @@ class TrainConfig:
     epochs: int = 10  # passes over the training split; a preset fixes it so runs reproduce
     image_size: int = 224  # side of the network input
     batch_size: int = 32  # global batch (split across DDP ranks); fits 2 CPU cores and BatchNorm
-    arch: Literal["resnet18", "resnet50", "resnet10n", "resnet10n16"] = "resnet18"
+    arch: Arch = "resnet18"
     lr: float = 2e-3  # peak of the warm-up + cosine schedule (AdamW)
     weight_decay: float = 1e-4
     seed: int = 0  # seeds split, init, augmentation and order
@@ -30,7 +31,7 @@ class TrainConfig:
     roi_margin: float = 0.5  # context around the nodule box, as a fraction of its side
     # Smallest ROI crop side in frame pixels (0: none): keeps nodule size visible (a cue).
     roi_min_side: float = 0.0
-    modalities: Literal["both", "image", "clinical"] = "both"
+    modalities: Modalities = "both"
     weights: str | None = "imagenet"  # used only if on disk; otherwise from scratch
     label_source: Literal["auto", "labels", "tirads"] = "auto"
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test, by case
@@ -51,7 +52,7 @@ class TrainConfig:
     outline_weight: float = 1.0  # weight of the outline loss (BCE + Dice)
     # "outline": the image features are layer4 averaged with the model's own predicted
     # outline as weights (thyrocam.model.POOLS), not over the whole crop.
-    pool: Literal["mean", "outline"] = "mean"
+    pool: Pool = "mean"
     descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
     pretrain_epochs: int = 8  # epochs of that synthetic pretraining
