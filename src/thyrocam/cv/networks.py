@@ -194,19 +194,19 @@ def _cam_energy(
     with torch.enable_grad(), GradCAM(model, default_target_layer(model)) as engine:
         for i in range(min(cam_cases, len(ds))):
             item = ds[i]
-            if float(item["has_mask"]) == 0:
-                continue
+            mask = item["mask"][0].numpy() > 0.5
+            if float(item["has_mask"]) == 0 or not mask.any():
+                continue  # no outline in this crop: nothing to measure, no map needed
             cam, _ = engine(
                 item["image"][None].to(device), clinical=item["clinical"][None].to(device)
             )
-            mask = item["mask"][0].numpy() > 0.5
-            if mask.any() and not cam.sum() > 0:
+            if not cam.sum() > 0:
                 empty += 1
-            elif mask.any():
-                centre = centre_map(mask.shape)
-                inside.append(float(cam[mask].sum() / cam.sum()))
-                share.append(float(mask.mean()))
-                prior.append(float(centre[mask].sum() / centre.sum()))
+                continue
+            centre = centre_map(mask.shape)
+            inside.append(float(cam[mask].sum() / cam.sum()))
+            share.append(float(mask.mean()))
+            prior.append(float(centre[mask].sum() / centre.sum()))
     if not inside:
         return {"cam_empty_share": 1.0} if empty else {}
     e, a = float(np.mean(inside)), float(np.mean(share))
