@@ -352,6 +352,57 @@ def test_the_search_keeps_the_confident_core_so_a_faint_bridge_does_not_join_nod
     assert nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, near=(0, 0, 5, 5)) is None
 
 
+def test_a_panel_seam_stops_a_component_that_crosses_it() -> None:
+    from thyrocam.imaging import Preprocessing
+    from thyrocam.predictor.autobox import SEED_THRESHOLD, nodule_box_from_mask
+
+    prob = np.zeros((100, 100), np.float32)
+    prob[40:60, 20:50] = 0.99  # the nodule in the left view ...
+    prob[42:58, 50:70] = 0.99  # ... touching the right view's across the seam at x = 50
+    _, mapping = Preprocessing(mode="letterbox", size=100).apply(Image.new("RGB", (100, 100)))
+    joined = nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD)
+    assert joined == (20, 40, 70, 60)
+    cut = nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, seams=(50.0,))
+    assert cut == (20, 40, 50, 60)  # the left part (larger); column 50 is the cut
+    # A seam outside the input changes nothing.
+    assert nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, seams=(500.0,)) == joined
+
+
+def test_panel_seam_lies_between_the_two_views_of_synthetic_frames(synth_dir: Path) -> None:
+    from thyrocam.data import prepare_samples
+    from thyrocam.imaging.geometry import outline_boxes
+    from thyrocam.predictor.autobox import panel_seam
+
+    samples, _, _ = prepare_samples(synth_dir, label_source="labels")
+    kinds = {1: 0, 2: 0}
+    for s in samples:
+        boxes = sorted(outline_boxes(s.polygons))
+        seam = panel_seam(Image.open(s.image_path).convert("RGB"))
+        kinds[len(boxes)] += 1
+        if len(boxes) == 2:  # the generator outlines the nodule once per panel
+            assert seam is not None and boxes[0][2] <= seam <= boxes[1][0] + 1, (s, seam, boxes)
+        else:  # one panel: no seam, or only an image edge that no outline crosses
+            assert seam is None or not boxes[0][0] < seam < boxes[0][2], (s, seam, boxes)
+    assert kinds[1] > 0 and kinds[2] > 0
+
+
+@pytest.mark.parametrize(
+    "name, seam",
+    [
+        ("184_1", 280),  # two views, a plain level step between them
+        ("83_1", 280),  # two views of the same tissue: a faint step
+        ("227_1", 280),
+        ("35_1", None),  # one view
+        ("32_1", None),
+        ("371_2", None),
+    ],
+)
+def test_panel_seam_on_real_ddti_frames(ddti_sample: Path, name: str, seam: int | None) -> None:
+    from thyrocam.predictor.autobox import panel_seam
+
+    assert panel_seam(Image.open(ddti_sample / f"{name}.jpg").convert("RGB")) == seam
+
+
 def test_components_apart_keeps_whole_outlines_that_never_enter_the_region() -> None:
     from thyrocam.predictor.autobox import components_apart
 
