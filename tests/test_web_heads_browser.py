@@ -256,16 +256,20 @@ def test_real_ddti_frame_without_a_box(page, ddti_sample: Path, ddti_run: Path, 
     assert "outline" in json.loads((ddti_run / "meta.json").read_text())["heads"]
     boxes = _nodule_boxes(ddti_sample)
     # In a fixed order, the first held-out frame whose automatic box overlaps the
-    # radiologist's is uploaded: this test is about the page; the rate over all
-    # held-out frames is the benchmark's number.
+    # radiologist's and whose map of the predicted class (what the page explains) has
+    # some positive evidence is uploaded: this test is about the page; the rates over all
+    # held-out frames are the benchmark's numbers (about a quarter of maps are empty
+    # there; test_web_browser covers how the page shows an empty one).
     predictor = Predictor.load(ddti_run, device="cpu")
     chosen = None
     for frame in _held_out_frames(ddti_run, boxes)[:20]:
         pred = predictor.predict(frame)
-        if pred.roi_source == "auto" and box_iou(pred.roi, boxes[frame]) >= 0.3:
+        if pred.roi_source != "auto" or box_iou(pred.roi, boxes[frame]) < 0.3:
+            continue
+        if not predictor.explain(frame, target=pred.label).all_zero:
             chosen = frame
             break
-    assert chosen is not None, "the automatic box missed the outline on 20 held-out frames"
+    assert chosen is not None, "no box on the outline with a non-empty map in 20 held-out frames"
 
     app = create_app({"CHECKPOINT": str(ddti_run), "UPLOAD_DIR": str(tmp_path / "uploads")})
     with serving(app) as url:

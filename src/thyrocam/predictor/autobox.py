@@ -228,18 +228,23 @@ def nodule_box_from_mask(
         seams: frame columns no component may cross (:func:`panel_seam`).
 
     Returns:
-        ``(x0, y0, x1, y1)`` clipped to the frame, or ``None`` when nothing large
+        ``(x0, y0, x1, y1)`` clipped to the frame (to ``mapping.region`` when the
+        input was cut from one), or ``None`` when nothing large
         enough was found (the caller falls back to the whole frame).
     """
     prob = np.asarray(prob, dtype=np.float32)
     rows, cols = prob.shape
     x0, y0, x1, y1 = mapping.box
     width, height = mapping.frame_size
-    # Pixel centres in frame coordinates: letterbox padding (outside the frame) is
+    # What the network was shown: the frame, or the DICOM tissue region cut from it.
+    vx0, vy0, vx1, vy1 = (0.0, 0.0, float(width), float(height))
+    if mapping.region is not None:
+        vx0, vy0, vx1, vy1 = (float(v) for v in mapping.region)
+    # Pixel centres in frame coordinates: letterbox padding (outside what was shown) is
     # never part of a nodule, whatever the decoder says there.
     xs = x0 + (np.arange(cols) + 0.5) * (x1 - x0) / cols
     ys = y0 + (np.arange(rows) + 0.5) * (y1 - y0) / rows
-    visible = ((ys >= 0) & (ys <= height))[:, None] & ((xs >= 0) & (xs <= width))[None, :]
+    visible = ((ys >= vy0) & (ys <= vy1))[:, None] & ((xs >= vx0) & (xs <= vx1))[None, :]
     cells = None
     if near is not None:
         # The box in input pixels (edges), so overlap is counted where the mask is.
@@ -254,8 +259,8 @@ def nodule_box_from_mask(
     c0, r0, c1, r1 = found[1]
     bx0, bx1 = x0 + c0 * (x1 - x0) / cols, x0 + c1 * (x1 - x0) / cols
     by0, by1 = y0 + r0 * (y1 - y0) / rows, y0 + r1 * (y1 - y0) / rows
-    bx0, bx1 = max(0.0, bx0), min(float(width), bx1)
-    by0, by1 = max(0.0, by0), min(float(height), by1)
+    bx0, bx1 = max(vx0, bx0), min(vx1, bx1)
+    by0, by1 = max(vy0, by0), min(vy1, by1)
     if bx1 - bx0 < 1.0 or by1 - by0 < 1.0:
         return None
     return (round(bx0, 1), round(by0, 1), round(bx1, 1), round(by1, 1))
