@@ -166,11 +166,12 @@ def largest_component(
 def panel_seam(image: Image.Image, *, region: Box | None = None) -> int | None:
     """Where the two views of a two-panel frame meet: the first column of the right panel.
 
-    A seam is a vertical line across which nearly every row steps sharply; anatomy
-    and speckle step on a few rows at any one column. Searched in the middle 40 % of
-    the frame's width (``region``'s, when given) over the middle 80 % of its rows;
-    the edge of a narrow image inside the frame may also count, which is harmless
-    (nothing beyond it is tissue).
+    A seam is a vertical line at which many rows step sharply at once (at least
+    :data:`SEAM_SHARE` of them; 29-95 % at DDTI's seams); anatomy, speckle and JPEG
+    block edges make at most 23 % of rows step at any one column of a one-panel frame.
+    Searched in the middle 40 % of the frame's width (``region``'s, when given) over
+    the middle 80 % of its rows; the edge of a narrow image inside the frame may also
+    count, which is harmless (nothing beyond it is tissue).
 
     Args:
         image: the whole frame.
