@@ -50,7 +50,7 @@ def net(request: pytest.FixtureRequest) -> ThyroidNet:
     # Seed 2: with seed 0 the random resnet18 has no positive Grad-CAM evidence.
     torch.manual_seed(2)
     arch, _, pooled = request.param.partition("+")
-    if pooled:  # layer4 pooled inside/outside the model's own outline
+    if pooled:  # layer4 averaged inside the model's own outline (pool="outline")
         return ThyroidNet(
             arch=arch, clinical_dim=28, heads=("malignancy", "outline"), pool="outline"
         ).eval()

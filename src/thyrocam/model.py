@@ -194,11 +194,7 @@ class ThyroidNet(nn.Module):
         batch = img.shape[0]
         out: dict[str, torch.Tensor] = {}
         needs_cnn = self.modalities != "clinical" or len(self.heads) > 1
-        feats = self.forward_stages(img) if needs_cnn else []
-        outline = None
-        if "outline" in self.heads:
-            outline = self.outline(feats, size=tuple(img.shape[-2:]))
-        pooled = self._pooled(feats[-1], outline) if feats else None
+        outline, pooled = self._backbone(img) if needs_cnn else (None, None)
         if self.modalities == "clinical":
             weight = self.head[-1].weight
             f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
@@ -213,6 +209,16 @@ class ThyroidNet(nn.Module):
                 out[f] = head(pooled)
         return out
 
+    def _backbone(self, img: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
+        """``img (B, 3, H, W)`` -> ``(outline, pooled)`` from one pass through the stages:
+        the outline head's logits ``(B, 1, H, W)`` (``None`` without that head) and the
+        image features ``(B, C)`` read from layer4 by :meth:`_pooled`."""
+        feats = self.forward_stages(img)
+        outline = None
+        if "outline" in self.heads:
+            outline = self.outline(feats, size=tuple(img.shape[-2:]))
+        return outline, self._pooled(feats[-1], outline)
+
     def _pooled(self, last: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
         """layer4's map ``(B, C, h, w)`` -> image features ``(B, C)``: its mean, or its mean
         weighted by the outline's probabilities (``outline``: logits ``(B, 1, H, W)``)."""
@@ -226,10 +232,8 @@ class ThyroidNet(nn.Module):
     def forward_image(self, img: torch.Tensor) -> torch.Tensor:
         """``img (B, 3, H, W)`` -> image features ``(B, hidden)``."""
         if self.pool == "mean":
-            return self.img_proj(self.cnn(img))
-        feats = self.forward_stages(img)
-        outline = self.outline(feats, size=tuple(img.shape[-2:]))
-        return self.img_proj(self._pooled(feats[-1], outline))
+            return self.img_proj(self.cnn(img))  # no need to run the outline decoder
+        return self.img_proj(self._backbone(img)[1])
 
     def forward_clinical(self, clin: torch.Tensor | None, batch: int) -> torch.Tensor:
         """``clin (B, D)`` or ``None`` (all missing) -> descriptor features ``(B, hidden)``."""
