@@ -48,8 +48,10 @@ def test_torchrun_two_processes_write_one_run_that_loads_and_predicts(
     ddp_data: Path, tmp_path: Path
 ) -> None:
     out = tmp_path / "ddp"
-    # every head the synthetic data supports (outline, descriptors): the multi-task path
-    proc = _train(ddp_data, out, "--epochs", "2", "--image-size", "64", processes=2)
+    # every head the synthetic data supports (outline, descriptors): the multi-task path;
+    # the stacked fusion: DDP fits the image network, then rank 0 the two half networks
+    options = ["--epochs", "2", "--image-size", "64", "--fusion", "stacked"]
+    proc = _train(ddp_data, out, *options, processes=2)
     summary = json.loads(proc.stdout)  # one summary: only rank 0 prints
     assert summary["run"] == str(out)
     assert sorted(p.name for p in out.iterdir()) == sorted(RUN_FILES)
@@ -59,6 +61,9 @@ def test_torchrun_two_processes_write_one_run_that_loads_and_predicts(
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["processes"] == 2
     assert metrics["epochs_run"] == 2 and len(metrics["history"]) == 2
+    assert info.meta["fusion"] == "stacked" and info.model.modalities == "both"
+    assert metrics["stacking"] == info.meta["stacking"]
+    assert metrics["stacking"]["image_weight"] >= 0
     # the split is the one a single process makes with the same seed
     samples, _, _ = prepare_samples(ddp_data)
     expected = [sorted({s.case_id for s in part}) for part in split_by_case(samples, seed=0)]

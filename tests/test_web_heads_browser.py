@@ -284,6 +284,13 @@ def test_real_ddti_frame_without_a_box(page, ddti_sample: Path, ddti_run: Path, 
         exp = explained.value.json()
         assert exp["roi_source"] == "auto" and exp["roi"] == body["roi"]
         assert not exp["cam"]["all_zero"]
+        # A stacked fusion (the preset's) maps its image network and says with what weight
+        # that network's logit enters the probability.
+        stacked = json.loads((ddti_run / "meta.json").read_text()).get("fusion") == "stacked"
+        assert ("image_weight" in exp) == stacked
+        if stacked:
+            note = page.locator("#cam-image-network")
+            assert note.is_visible() and f"{exp['image_weight']:.2f}" in note.inner_text()
         page.wait_for_selector("#cam-overlay[data-ready='1']")
         grid = np.asarray(exp["cam"]["grid"])
         assert grid.max() == pytest.approx(1.0) and grid.min() < grid.max()

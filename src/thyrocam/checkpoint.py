@@ -176,6 +176,7 @@ def _write_run_files(
         "heads": list(model.heads),
         "descriptor_classes": dict(model.descriptor_classes),
         "pool": model.pool,
+        "fusion": model.fusion,
         "image_size": preprocessing.size,
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),
@@ -353,6 +354,7 @@ def load_run(run: str | os.PathLike, *, map_location: str | torch.device = "cpu"
             heads=tuple(meta.get("heads", ("malignancy",))),
             descriptor_classes=meta.get("descriptor_classes") or None,
             pool=meta.get("pool", "mean"),  # runs written before pooling choices: "mean"
+            fusion=meta.get("fusion", "joint"),  # and before the stacked fusion: "joint"
         )
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{folder / META}: {exc}") from None

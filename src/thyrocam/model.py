@@ -22,6 +22,7 @@ from thyrocam.errors import CheckpointError, InputError, check_choice
 __all__ = [
     "ARCHS",
     "POOLS",
+    "FUSIONS",
     "DESCRIPTOR_FIELDS",
     "HEADS",
     "MODALITIES",
@@ -56,6 +57,11 @@ DESCRIPTOR_FIELDS = ("composition", "echogenicity", "margins", "calcifications")
 Arch = Literal["resnet18", "resnet50", "resnet10n", "resnet10n16"]
 Modalities = Literal["both", "image", "clinical"]
 Pool = Literal["mean", "outline"]
+# How a "both" model joins the modalities: "joint" (one network trained end to end) or
+# "stacked" (thyrocam.train.stacking.stacked_fusion: a descriptor regression plus a weight
+# on an image network's logit, which the model keeps as its "image" output).
+FUSIONS = ("joint", "stacked")
+Fusion = Literal["joint", "stacked"]
 
 
 def _resnet10n(*, weights: None = None, width: int = 16, last_stride: int = 2) -> models.ResNet:
@@ -118,6 +124,7 @@ class ThyroidNet(nn.Module):
         heads: tuple[str, ...] | list[str] = ("malignancy",),
         descriptor_classes: dict[str, int] | None = None,
         pool: Pool = "mean",
+        fusion: Fusion = "joint",
     ) -> None:
         super().__init__()
         check_choice(arch, field="arch", allowed=ARCHS)
@@ -131,7 +138,9 @@ class ThyroidNet(nn.Module):
                 value=pool,
                 allowed=POOLS,
             )
+        check_choice(fusion, field="fusion", allowed=FUSIONS)
         self.pool = pool
+        self.fusion = fusion
         self.arch = arch
         self.clinical_dim = int(clinical_dim)
         self.modalities = modalities
@@ -149,6 +158,11 @@ class ThyroidNet(nn.Module):
         # neither modality dominates the fusion by sheer number of inputs.
         self.img_proj = nn.Sequential(nn.Linear(self.image_dim, hidden), nn.ReLU(inplace=True))
         self.head = nn.Sequential(nn.Dropout(dropout), nn.Linear(2 * hidden, 1))
+        if fusion == "stacked":
+            # The image network's own malignancy logit, kept beside the fused one (which
+            # weighs it, possibly by 0): forward_heads(...)["image"], what Predictor.explain
+            # maps for a stacked run. See thyrocam.train.stacking.stacked_fusion.
+            self.image_head = nn.Linear(hidden, 1)
         self.heads, self.descriptor_classes = _check_heads(heads, descriptor_classes)
         if "outline" in self.heads:
             channels = _stage_channels(self.cnn)
@@ -188,8 +202,9 @@ class ThyroidNet(nn.Module):
         Returns:
             ``{"malignancy": (B, 1)}`` (equal to ``model(img, clin)``), plus
             ``"outline": (B, 1, H, W)`` mask logits when the model has that head,
-            and ``field: (B, k)`` logits per descriptor field (columns in the order
-            of ``cat_maps["fields"][field]``) when it has ``"descriptors"``.
+            ``field: (B, k)`` logits per descriptor field (columns in the order
+            of ``cat_maps["fields"][field]``) when it has ``"descriptors"``, and
+            ``"image": (B, 1)``, the image network's own logit, for a stacked fusion.
         """
         batch = img.shape[0]
         out: dict[str, torch.Tensor] = {}
@@ -202,6 +217,8 @@ class ThyroidNet(nn.Module):
             f_img = self.img_proj(pooled)
         f_clin = self.forward_clinical(None if self.modalities == "image" else clin, batch)
         out["malignancy"] = self.head(torch.cat([f_img, f_clin], dim=1))
+        if self.fusion == "stacked":
+            out["image"] = self.image_head(f_img)
         if outline is not None:
             out["outline"] = outline
         if "descriptors" in self.heads:

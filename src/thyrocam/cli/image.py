@@ -54,6 +54,8 @@ def _cmd_explain(args: argparse.Namespace) -> int:
             "target": exp.target,
             "used_class_idx": exp.used_idx,
             "cam_all_zero": exp.all_zero,
+            # A stacked fusion: the map is the image network's; its weight in the probability.
+            **({"image_weight": exp.image_weight} if exp.image_weight is not None else {}),
         }
     )
     if results is not None:

@@ -128,6 +128,13 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         help="image features: layer4's 'mean' (default), or its mean weighted by the "
         "model's own predicted 'outline' (a run without the outline head averages)",
     )
+    g.add_argument(
+        "--fusion",
+        choices=("joint", "stacked"),
+        help="how a 'both' model joins image and descriptors: 'joint' (default: one network "
+        "trained end to end) or 'stacked' (the descriptor regression plus a weight on the "
+        "image-only network's logit, fitted on cross-fitted logits; --preset ddti)",
+    )
     g.add_argument("--init-from", dest="init_from", help="start from this run's weights")
     g.add_argument(
         "--pretrain-synthetic",

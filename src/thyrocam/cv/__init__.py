@@ -45,6 +45,7 @@ from thyrocam.data import Sample, prepare_samples
 from thyrocam.errors import InputError
 from thyrocam.model import resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
+from thyrocam.train.recipe import stack_both
 
 __all__ = [
     "CV_COLUMNS",
@@ -154,6 +155,7 @@ def _run_fold(
     cat_maps = fit_cat_maps([s.clinical for s in train_s])
     rows: dict[str, dict] = {}
     statistics_lr = None
+    image_model = None
     if "outline_lr" in models:  # first: the image networks are also scored through it
         t0 = time.perf_counter()
         rows["outline_lr"], statistics_lr = outline_lr(train_s, test_s, statistics_cache)
@@ -166,8 +168,28 @@ def _run_fold(
             res = descriptor_lr(train_s, test_s, cat_maps)
         else:
             cfg = replace(config, modalities=name, seed=config.seed + fold, pretrain_synthetic=0)
-            seed_everything(cfg.seed)
-            model = fit_fold(cfg, train_s, cat_maps, device, start=pretrained)
+            stacked = name == "both" and config.fusion == "stacked"
+            if name == "image" or stacked:
+                # A stacked "both" is built on the fold's image-only network: one training
+                # serves both rows (the image row then reports no seconds of its own).
+                if image_model is None:
+                    image_cfg = replace(cfg, modalities="image")
+                    seed_everything(image_cfg.seed)
+                    image_model = fit_fold(image_cfg, train_s, cat_maps, device, start=pretrained)
+                model = image_model
+            else:
+                seed_everything(cfg.seed)
+                model = fit_fold(cfg, train_s, cat_maps, device, start=pretrained)
+            stacking = None
+            if stacked:
+                model, stacking = stack_both(
+                    image_model,
+                    train_s,
+                    config=cfg,
+                    cat_maps=cat_maps,
+                    device=device,
+                    start=pretrained,
+                )
             res = score_network(
                 model,
                 cfg,
@@ -178,6 +200,8 @@ def _run_fold(
                 train_s=train_s,
                 outline_lr=statistics_lr,
             )
+            if stacking is not None:
+                res.update({f"stacking_{k}": v for k, v in stacking.to_dict().items()})
         res["seconds"] = time.perf_counter() - t0
         rows[name] = res
     return {name: rows[name] for name in models}  # in the order asked for

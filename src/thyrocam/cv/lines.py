@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import torch
 from PIL import Image
 
 from thyrocam.clinical import encode_clinical_with_mask
@@ -24,6 +23,7 @@ from thyrocam.imaging import (
     polygons_to_mask,
 )
 from thyrocam.metrics import binary_metrics
+from thyrocam.train.stacking import fit_logistic
 
 #: L2 penalty of the outline-statistics regression (scikit-learn's C = 1/3 on
 #: standardised statistics; 8 statistics, ~185 training frames).
@@ -61,41 +61,6 @@ def case_folds(samples: Sequence[Sample], *, folds: int, seed: int = 0) -> list[
         for j, case in enumerate(cases):
             fold_of[case] = j % folds
     return [[i for i, s in enumerate(samples) if fold_of[s.case_id] == f] for f in range(folds)]
-
-
-def fit_logistic(
-    x: np.ndarray, y: np.ndarray, *, l2: float = 1.0, steps: int = 200
-) -> tuple[np.ndarray, float]:
-    """L2-regularised logistic regression (LBFGS in torch), classes weighted to balance.
-
-    Args:
-        x: ``(N, D)`` features; y: ``(N,)`` 0/1 labels.
-        l2: penalty on the weights (not the bias), as in scikit-learn's ``1/C``.
-
-    Returns:
-        ``(w (D,), b)``; ``P(y=1) = sigmoid(x @ w + b)``.
-    """
-    xt = torch.as_tensor(x, dtype=torch.float64)
-    yt = torch.as_tensor(y, dtype=torch.float64)
-    n_pos = float(yt.sum())
-    n_neg = float(len(yt) - n_pos)
-    sample_w = torch.where(yt > 0, len(yt) / (2 * max(n_pos, 1.0)), len(yt) / (2 * max(n_neg, 1.0)))
-    w = torch.zeros(xt.shape[1], dtype=torch.float64, requires_grad=True)
-    b = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    opt = torch.optim.LBFGS([w, b], max_iter=steps, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        logits = xt @ w + b
-        nll = torch.nn.functional.binary_cross_entropy_with_logits(
-            logits, yt, weight=sample_w, reduction="sum"
-        )
-        loss = nll + 0.5 * l2 * (w * w).sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    return w.detach().numpy(), float(b.detach())
 
 
 def sigmoid(z: np.ndarray) -> np.ndarray:

@@ -25,14 +25,7 @@ from thyrocam.predictor.autobox import (
     largest_component,
 )
 from thyrocam.train.config import TrainConfig
-from thyrocam.train.recipe import (
-    build_model,
-    fit_epochs,
-    load_matching,
-    outline_input,
-    run_heads,
-    train_dataset,
-)
+from thyrocam.train.recipe import build_model, fit_network, outline_input, run_heads
 from thyrocam.train.scoring import descriptor_quality
 
 
@@ -60,23 +53,7 @@ def fit_fold(
 
     ``start``: weights to begin from (those whose name and shape fit this network).
     """
-    heads = run_heads(config, train_s) if config.modalities != "clinical" else ("malignancy",)
-    model, _ = build_model(config, cat_maps=cat_maps, heads=heads)
-    if start is not None and config.modalities != "clinical":
-        load_matching(model, start)
-    model.to(device)
-    ds = train_dataset(config, train_s, cat_maps=cat_maps, heads=heads, seed=config.seed)
-    ds.preload()
-    fit_epochs(
-        model,
-        ds,
-        config=config,
-        samples=train_s,
-        epochs=config.epochs,
-        seed=config.seed,
-        desc=f"{config.modalities} epoch",
-    )
-    return model.eval()
+    return fit_network(config, train_s, cat_maps=cat_maps, device=device, start=start)
 
 
 @torch.no_grad()

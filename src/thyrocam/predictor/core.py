@@ -208,6 +208,15 @@ class Predictor:
         inp, mapping = self.preprocessing.apply(frame, roi=roi, region=region)
         return frame, to_tensor(inp)[None].to(self.device), mapping, warnings
 
+    @property
+    def image_weight(self) -> float | None:
+        """A stacked fusion's weight on its image network's logit (``meta.json``
+        ``"stacking"``; 0: the probability comes from the descriptors alone), else ``None``."""
+        stacking = self.meta.get("stacking")
+        if getattr(self.model, "fusion", "joint") != "stacked" or not stacking:
+            return None
+        return float(stacking["image_weight"])
+
     def model_identity(self) -> dict[str, str]:
         """``name``, ``version``, ``sha256`` of the weights (hashed once; for DICOM results)."""
         with _IDENTITY_LOCK:
@@ -330,8 +339,15 @@ class Predictor:
         located = self.locate(source, clin, roi=roi)
         frame_img, x, mapping, warnings = self._prepare(source, located)
         # A multi-head run is explained through a proxy that outputs the target's head
-        # and keeps every head of the same pass (the prediction comes from it).
-        proxy = None if self.heads == ("malignancy",) else HeadOutput(self.model, goal.head)
+        # and keeps every head of the same pass (the prediction comes from it). A stacked
+        # fusion's malignancy target maps its image network's own logit: the same map as
+        # the fused logit's whenever the image has weight, and still the image network's
+        # evidence when its weight is 0 (the probability then comes from the descriptors).
+        head = goal.head
+        if head == "malignancy" and getattr(self.model, "fusion", "joint") == "stacked":
+            head = "image"
+        plain = head == "malignancy" and self.heads == ("malignancy",)
+        proxy = None if plain else HeadOutput(self.model, head)
         engine = spec.cam_class(self.model if proxy is None else proxy, spec.layers(self.model))
         res = engine.compute(x, clinical=clin, **goal.engine_kwargs())
         outputs = (
@@ -359,6 +375,7 @@ class Predictor:
             source=source,
             model=self.model_identity(),
             mask_frame=_outline_on_frame(located, outputs, mapping),
+            image_weight=self.image_weight if head == "image" else None,
         )
 
 

@@ -134,6 +134,10 @@ class Explanation:
             the original frame, or ``None`` for a run without an outline head. With an
             automatic box: the close-up outline inside the crop, and the whole-frame
             search's other nodules outside it.
+        image_weight: for a run with the stacked fusion, explaining malignancy: the
+            map is of the image network's own logit, and this is that logit's weight in
+            the probability (0: the descriptors alone decided it); ``None`` otherwise
+            (the map is of the explained logit itself).
     """
 
     prediction: Prediction
@@ -151,6 +155,7 @@ class Explanation:
     source: Frame | None = field(default=None, repr=False, compare=False)
     model: Mapping[str, str] | None = None
     mask_frame: np.ndarray | None = field(default=None, repr=False, compare=False)
+    image_weight: float | None = None
 
     @property
     def overlay(self) -> Image.Image:

@@ -35,6 +35,7 @@ from thyrocam.train.recipe import (
     build_model,
     outline_input,
     run_heads,
+    stack_both,
     step_loss_for,
     train_dataset,
 )
@@ -122,33 +123,38 @@ def _train(
     main = dist is None or dist.is_main
     prepared = prepare_data(data, config=config, quiet=not main)
     heads = run_heads(config, prepared.train)
-    model, backbone = build_model(config, cat_maps=prepared.cat_maps, heads=heads)
+    # A stacked "both" model starts as the image-only network (thyrocam.train.stacking).
+    fit_config = replace(config, modalities="image") if _stacked(config) else config
+    model, backbone = build_model(fit_config, cat_maps=prepared.cat_maps, heads=heads)
+    start = None
+    if _stacked(config):  # the half networks start where the image network starts
+        start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.to(device)
-    train_dl, val_dl, test_dl = _loaders(prepared, config=config, dist=dist, heads=heads)
-    optimizer = torch.optim.AdamW(
-        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
-    )
-    schedule = WarmupCosine(total_steps=config.epochs * len(train_dl))
-    result = fit(
-        wrap_ddp(model, device) if dist is not None else model,
-        train_dl,
-        val_dl,
-        step_loss=step_loss_for(config, model, prepared.train),
-        optimizer=optimizer,
-        schedule=schedule,
-        epochs=config.epochs,
-        device=device,
-        max_minutes=config.max_minutes,
-        progress=config.progress,
-        dist=dist,
+    result, val_dl, test_dl = _fit_model(
+        model, prepared, config=config, device=device, dist=dist, heads=heads
     )
     if not main:
         # Rank 0 scores and writes; the others wait for its metrics and return them.
         return broadcast_json(None, dist)
     model = unwrap(model)
     model.load_state_dict(result.best_state)
+    stacking = None
+    if _stacked(config):
+        # Under torchrun rank 0 fits the two half networks alone (the other ranks already
+        # wait for its metrics).
+        model, stacking = stack_both(
+            model.eval(),
+            prepared.train,
+            config=fit_config,
+            cat_maps=prepared.cat_maps,
+            device=device,
+            start=start,
+            epochs=result.epochs_run,  # as many as the image network ran
+        )
     scores = score_fitted(model, val_loader=val_dl, test_loader=test_dl, device=device)
     metrics = _metrics(prepared, result, scores.validation, scores.test, dist=dist)
+    if stacking is not None:
+        metrics["stacking"] = stacking.to_dict()
     quality = descriptor_quality(
         model,
         train=prepared.train,
@@ -168,6 +174,8 @@ def _train(
             "backbone_init": backbone,
             "label_definition": prepared.label_definition,
             "train_config": asdict(replace(config, device=str(device))),
+            # What the stacked fusion fitted (its image weight, the out-of-fold test).
+            **({"stacking": stacking.to_dict()} if stacking is not None else {}),
             "data": prepared.data,
             # The whole-frame pass the automatic box is computed on (outline head only).
             **({"outline_input": outline_input(config).to_dict()} if "outline" in heads else {}),
@@ -180,6 +188,41 @@ def _train(
         problems=prepared.problems,
     )
     return broadcast_json(metrics, dist)
+
+
+def _fit_model(
+    model: torch.nn.Module,
+    prepared: PreparedData,
+    *,
+    config: TrainConfig,
+    device: torch.device,
+    dist: DistContext | None,
+    heads: tuple[str, ...],
+) -> tuple[FitResult, DataLoader, DataLoader]:
+    """Fit ``model`` (DDP-wrapped under torchrun) -> ``(result, val loader, test loader)``."""
+    train_dl, val_dl, test_dl = _loaders(prepared, config=config, dist=dist, heads=heads)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    schedule = WarmupCosine(total_steps=config.epochs * len(train_dl))
+    result = fit(
+        wrap_ddp(model, device) if dist is not None else model,
+        train_dl,
+        val_dl,
+        step_loss=step_loss_for(config, model, prepared.train),
+        optimizer=optimizer,
+        schedule=schedule,
+        epochs=config.epochs,
+        device=device,
+        max_minutes=config.max_minutes,
+        progress=config.progress,
+        dist=dist,
+    )
+    return result, val_dl, test_dl
+
+
+def _stacked(config: TrainConfig) -> bool:
+    return config.fusion == "stacked" and config.modalities == "both"
 
 
 def prepare_data(

@@ -32,9 +32,10 @@ from thyrocam.model import (
     descriptor_classes_from,
     load_backbone_weights,
 )
-from thyrocam.train.config import TrainConfig
+from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.fit import MalignancyLoss, StepLoss, WarmupCosine, train_one_epoch
 from thyrocam.train.losses import MultiTaskLoss
+from thyrocam.train.stacking import Stacking, fit_stacking
 
 __all__ = [
     "supported_heads",
@@ -43,7 +44,9 @@ __all__ = [
     "build_model",
     "step_loss_for",
     "fit_epochs",
+    "fit_network",
     "load_matching",
+    "stack_both",
     "pretrain_synthetic",
     "train_dataset",
 ]
@@ -233,6 +236,91 @@ def fit_epochs(
             desc=f"{desc} {epoch}/{epochs}",
         )
         log.info("%s %d/%d  loss %.4f", desc, epoch, epochs, stats["loss"])
+
+
+def fit_network(
+    config: TrainConfig,
+    samples: list[Sample],
+    *,
+    cat_maps: dict,
+    device: torch.device,
+    start: dict[str, torch.Tensor] | None = None,
+    epochs: int | None = None,
+    desc: str | None = None,
+) -> ThyroidNet:
+    """A network of ``config.modalities`` trained on ``samples`` for ``epochs`` (default
+    ``config.epochs``) epochs, without validation; the last weights are kept.
+
+    ``start``: weights to begin from (those whose name and shape fit); no synthetic
+    pretraining is run here (``start`` holds it when wanted).
+    """
+    config = replace(config, pretrain_synthetic=0)
+    heads = run_heads(config, samples) if config.modalities != "clinical" else ("malignancy",)
+    model, _ = build_model(config, cat_maps=cat_maps, heads=heads)
+    if start is not None and config.modalities != "clinical":
+        load_matching(model, start)
+    model.to(device)
+    ds = train_dataset(config, samples, cat_maps=cat_maps, heads=heads, seed=config.seed)
+    ds.preload()
+    fit_epochs(
+        model,
+        ds,
+        config=config,
+        samples=samples,
+        epochs=config.epochs if epochs is None else epochs,
+        seed=config.seed,
+        desc=desc or f"{config.modalities} epoch",
+    )
+    return model.eval()
+
+
+def stack_both(
+    image_model: ThyroidNet,
+    samples: list[Sample],
+    *,
+    config: TrainConfig,
+    cat_maps: dict,
+    device: torch.device,
+    start: dict[str, torch.Tensor] | None,
+    epochs: int | None = None,
+) -> tuple[ThyroidNet, Stacking]:
+    """The ``"both"`` model of ``fusion="stacked"`` (:mod:`thyrocam.train.stacking`).
+
+    Args:
+        image_model: the image-only network trained on ``samples`` from ``start``.
+        config: its recipe; the two half networks are trained with it from ``start``
+            for ``epochs`` epochs (default ``config.epochs``).
+
+    Returns:
+        ``(fused model on device, Stacking)``.
+    """
+    half_config = replace(config, modalities="image")
+
+    def fit_half(half: list[Sample], h: int) -> ThyroidNet:
+        cfg = replace(half_config, seed=config.seed + 1 + h)
+        seed_everything(cfg.seed)
+        return fit_network(
+            cfg,
+            half,
+            cat_maps=cat_maps,
+            device=device,
+            start=start,
+            epochs=epochs,
+            desc=f"stacking half {h + 1}/2 epoch",
+        )
+
+    def dataset(subset: list[Sample]) -> ThyroidDataset:
+        return ThyroidDataset(subset, preprocessing=config.preprocessing(), cat_maps=cat_maps)
+
+    fused, stacking = fit_stacking(
+        image_model,
+        samples,
+        cat_maps=cat_maps,
+        fit_half=fit_half,
+        dataset=dataset,
+        seed=config.seed,
+    )
+    return fused.to(device), stacking
 
 
 def _with_true_descriptors(samples: list[Sample], labels_csv: Path) -> list[Sample]:

@@ -107,6 +107,10 @@ STRINGS: dict[str, dict[str, str]] = {
         "see their contributions below.",
         "cam_no_descriptors": "The descriptors were not used: turn them on to see how much "
         "each one moved the score.",
+        "cam_image_network": "This map is the image network's own evidence; its weight in the "
+        "combined probability is {w}.",
+        "cam_image_network_zero": "The probability above comes from the descriptors alone: on "
+        "cases held out in training, the image did not add to them beyond chance.",
         "toward_malignant": "malignant",
         "toward_benign": "benign",
         "attributions_heading": "Descriptor contributions",
@@ -226,6 +230,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "logit); vea su contribución más abajo.",
         "cam_no_descriptors": "No se usaron los descriptores: actívelos para ver cuánto movió "
         "la puntuación cada uno.",
+        "cam_image_network": "Este mapa muestra la evidencia propia de la red de imagen; su peso "
+        "en la probabilidad combinada es {w}.",
+        "cam_image_network_zero": "La probabilidad de arriba viene solo de los descriptores: en "
+        "los casos apartados durante el entrenamiento, la imagen no les añadió nada más allá "
+        "del azar.",
         "toward_malignant": "maligno",
         "toward_benign": "benigno",
         "attributions_heading": "Contribución de los descriptores",

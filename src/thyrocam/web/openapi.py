@@ -228,6 +228,12 @@ def _schemas() -> dict[str, Any]:
                     "method": {"type": "string", "enum": list(METHOD_NAMES)},
                     "alpha": number,
                     "cam": {"$ref": "#/components/schemas/CamGrid"},
+                    "image_weight": {
+                        **number,
+                        "description": "a stacked-fusion run explaining malignancy: the map "
+                        "is the image network's own, and this is its logit's weight in the "
+                        "probability (0: the descriptors alone decided it)",
+                    },
                     "attributions": {
                         "type": "object",
                         "properties": {f: number for f in FIELDS},

@@ -80,7 +80,9 @@ def explanation_body(exp: Explanation, *, filename: str | None) -> dict[str, Any
     """``/explain``'s answer: the prediction, both images, the CAM grid, and attributions.
 
     ``attributions`` (``{field: Shapley value}`` for the six descriptors, logit units)
-    is present only when the explanation computed them (``attributions=1``).
+    is present only when the explanation computed them (``attributions=1``);
+    ``image_weight`` only for a stacked fusion's malignancy map (the map is the image
+    network's; this is its logit's weight in the probability).
     """
     body = prediction_body(exp.prediction, filename=filename)
     body.update(
@@ -96,4 +98,6 @@ def explanation_body(exp: Explanation, *, filename: str | None) -> dict[str, Any
     )
     if exp.attributions is not None:
         body["attributions"] = {str(k): float(v) for k, v in exp.attributions.items()}
+    if exp.image_weight is not None:
+        body["image_weight"] = float(exp.image_weight)
     return body

@@ -745,8 +745,26 @@
     if (body.requestedTarget === "auto") caption += ` (${t("cam_predicted")})`;
     $("cam-method").textContent = caption;
     $("cam-method").dataset.target = body.target;
+    renderImageNetwork(body);
     renderAllZero(body);
     renderAttributions(body.attributions, body.clinical);
+  }
+
+  // A stacked-fusion run maps its image network's own logit: say so, with that logit's
+  // weight in the probability (0: the descriptors alone decided it).
+  function renderImageNetwork(body) {
+    const box = $("cam-image-network");
+    const weight = body.image_weight;
+    box.classList.toggle("hidden", weight == null);
+    if (weight == null) {
+      delete box.dataset.imageWeight;
+      box.textContent = "";
+      return;
+    }
+    box.dataset.imageWeight = String(weight);
+    let text = t("cam_image_network", { w: weight.toFixed(2) });
+    if (weight === 0) text += ` ${t("cam_image_network_zero")}`;
+    box.textContent = text;
   }
 
   // An empty map is not "no evidence": say which way the image pushed, and what the
