@@ -137,6 +137,8 @@ def test_stacked_training_weighs_the_image_by_what_it_adds_on_unseen_cases(
     fusion = meta["stacking"]
     assert fusion == metrics["stacking"] and meta["fusion"] == "stacked"
     assert meta["modalities"] == "both" and meta["train_config"]["fusion"] == "stacked"
+    # the image network is kept at its last epoch (as cross-validation scores it)
+    assert metrics["kept_epoch"] == metrics["epochs_run"] == 4
     run = load_run(out)
     frames = [torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(i)) for i in (1, 2)]
     with torch.no_grad():

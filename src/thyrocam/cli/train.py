@@ -41,6 +41,7 @@ def _cmd_train(args: argparse.Namespace) -> int:
     summary = {
         "run": str(args.out),
         "best_epoch": metrics["best_epoch"],
+        "kept_epoch": metrics["kept_epoch"],
         "train_seconds": round(metrics["train_seconds"], 1),
         "validation_auc": metrics["validation"]["auc"],
         "test": {k: metrics["test"][k] for k in ("auc", "sensitivity", "specificity", "accuracy")},

@@ -20,7 +20,7 @@ from torch.utils.data import DataLoader, DistributedSampler
 from thyrocam.checkpoint import check_run_target, save_run
 from thyrocam.clinical import fit_cat_maps
 from thyrocam.data import Sample, ThyroidDataset, label_counts, prepare_samples, split_by_case
-from thyrocam.model import resolve_device
+from thyrocam.model import ThyroidNet, resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.distributed import (
     DistContext,
@@ -40,6 +40,7 @@ from thyrocam.train.recipe import (
     train_dataset,
 )
 from thyrocam.train.scoring import descriptor_quality, score_fitted
+from thyrocam.train.stacking import Stacking
 
 __all__ = ["train", "prepare_data", "make_step_loss", "PreparedData"]
 
@@ -137,22 +138,12 @@ def _train(
         # Rank 0 scores and writes; the others wait for its metrics and return them.
         return broadcast_json(None, dist)
     model = unwrap(model)
-    model.load_state_dict(result.best_state)
-    stacking = None
-    if _stacked(config):
-        # Under torchrun rank 0 fits the two half networks alone (the other ranks already
-        # wait for its metrics).
-        model, stacking = stack_both(
-            model.eval(),
-            prepared.train,
-            config=fit_config,
-            cat_maps=prepared.cat_maps,
-            device=device,
-            start=start,
-            epochs=result.epochs_run,  # as many as the image network ran
-        )
+    model, kept_epoch, stacking = _kept_model(
+        model, result, prepared, config=config, fit_config=fit_config, start=start, device=device
+    )
     scores = score_fitted(model, val_loader=val_dl, test_loader=test_dl, device=device)
     metrics = _metrics(prepared, result, scores.validation, scores.test, dist=dist)
+    metrics["kept_epoch"] = kept_epoch
     if stacking is not None:
         metrics["stacking"] = stacking.to_dict()
     quality = descriptor_quality(
@@ -188,6 +179,41 @@ def _train(
         problems=prepared.problems,
     )
     return broadcast_json(metrics, dist)
+
+
+def _kept_model(
+    model: ThyroidNet,
+    result: FitResult,
+    prepared: PreparedData,
+    *,
+    config: TrainConfig,
+    fit_config: TrainConfig,
+    start: dict[str, torch.Tensor] | None,
+    device: torch.device,
+) -> tuple[ThyroidNet, int, Stacking | None]:
+    """The model the run keeps -> ``(model, its epoch, the stacked fusion or None)``.
+
+    A joint model: the epoch with the best validation AUC. A stacked fusion keeps its
+    image network at the last epoch, as cross-validation scores it: that network's
+    validation AUC on ~30 frames is noise (0.59-0.71 over the 40 epochs of a --preset
+    ddti run, best at epoch 4), and an early epoch leaves the outline head, and so the
+    automatic box, half-trained.
+    """
+    if not _stacked(config):
+        model.load_state_dict(result.best_state)
+        return model, result.best_epoch, None
+    # Under torchrun rank 0 fits the two half networks alone (the other ranks already
+    # wait for its metrics).
+    fused, stacking = stack_both(
+        model.eval(),
+        prepared.train,
+        config=fit_config,
+        cat_maps=prepared.cat_maps,
+        device=device,
+        start=start,
+        epochs=result.epochs_run,  # as many as the image network ran
+    )
+    return fused, result.epochs_run, stacking
 
 
 def _fit_model(

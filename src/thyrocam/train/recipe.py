@@ -179,15 +179,11 @@ def pretrain_synthetic(model: ThyroidNet, *, config: TrainConfig, cat_maps: dict
         folder = make_synthetic_ddti(tmp, cases=config.pretrain_synthetic, seed=config.seed + 1)
         samples, _, _ = prepare_samples(folder, label_source="labels")
         samples = _with_true_descriptors(samples, folder / "labels.csv")
-        ds = train_dataset(
-            config, samples, cat_maps=cat_maps, heads=model.heads, seed=config.seed + 1
-        )
-        ds.preload()
-        fit_epochs(
+        _fit_on(
             model,
-            ds,
+            samples,
             config=config,
-            samples=samples,
+            cat_maps=cat_maps,
             epochs=config.pretrain_epochs,
             seed=config.seed + 1,
             desc="synthetic pretraining",
@@ -260,18 +256,32 @@ def fit_network(
     if start is not None and config.modalities != "clinical":
         load_matching(model, start)
     model.to(device)
-    ds = train_dataset(config, samples, cat_maps=cat_maps, heads=heads, seed=config.seed)
-    ds.preload()
-    fit_epochs(
+    _fit_on(
         model,
-        ds,
+        samples,
         config=config,
-        samples=samples,
+        cat_maps=cat_maps,
         epochs=config.epochs if epochs is None else epochs,
         seed=config.seed,
         desc=desc or f"{config.modalities} epoch",
     )
     return model.eval()
+
+
+def _fit_on(
+    model: ThyroidNet,
+    samples: list[Sample],
+    *,
+    config: TrainConfig,
+    cat_maps: dict,
+    epochs: int,
+    seed: int,
+    desc: str,
+) -> None:
+    """:func:`fit_epochs` on the augmented, preloaded training set of ``samples``."""
+    ds = train_dataset(config, samples, cat_maps=cat_maps, heads=model.heads, seed=seed)
+    ds.preload()
+    fit_epochs(model, ds, config=config, samples=samples, epochs=epochs, seed=seed, desc=desc)
 
 
 def stack_both(
