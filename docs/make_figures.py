@@ -17,6 +17,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from PIL import Image, ImageDraw, ImageFont
 
 from thyrocam import Predictor
@@ -194,10 +195,20 @@ def _heads_row(predictor: Predictor, sample: Sample, width: int) -> tuple[list[I
     """One frame's three captioned tiles and a line for the log, all with no box given.
 
     P(malignant) is given the case's descriptors as the radiologist entered them (the
-    run's intended use); "image alone" is the same frame with every descriptor missing.
+    run's intended use); "image alone" is the same frame with every descriptor missing,
+    or for a stacked fusion its image network's own probability (and Grad-CAM's map is
+    that network's, as the page shows it).
     """
     pred = predictor.predict(sample.image_path, sample.clinical)
     alone = predictor.predict(sample.image_path, None).probability
+    weight = predictor.image_weight
+    if weight is not None:
+        # A stacked fusion: "image alone" is its image network's own probability (with
+        # every descriptor missing the fused model gives the regression's constant).
+        _, x, _, _ = predictor.prepare_image(sample.image_path, roi=pred.roi)
+        with torch.no_grad():
+            alone = float(torch.sigmoid(predictor.model.forward_heads(x)["image"])[0, 0])
+    alone_text = "image alone" if weight is None else f"image network (weight {weight:.2f})"
     calc = (pred.estimated or {})["calcifications"]
     # (b) the predicted class's evidence; (c) where the calcification head sees its answer.
     mal = predictor.explain(sample.image_path, sample.clinical, target=pred.label)
@@ -222,7 +233,7 @@ def _heads_row(predictor: Predictor, sample: Sample, width: int) -> tuple[list[I
             [
                 (f"{name}: TI-RADS {sample.tirads} ({truth})", CAPTION),
                 (f"P(malignant) {pred.probability:.2f} -> {pred.label} (thr. {thr:.2f})", CAPTION),
-                (f"image alone: P {alone:.2f} | {box}", CAPTION),
+                (f"{alone_text}: P {alone:.2f} | {box}", CAPTION),
             ],
         ),
         _captioned(
@@ -230,7 +241,11 @@ def _heads_row(predictor: Predictor, sample: Sample, width: int) -> tuple[list[I
             [
                 (f"Grad-CAM: {pred.label} (predicted)", CAPTION),
                 ("agrees with TI-RADS", CAPTION) if agrees else ("DISAGREES with TI-RADS", ALERT),
-                ("map all zero: no evidence", ALERT) if mal.all_zero else ("", CAPTION),
+                ("map all zero: no evidence", ALERT)
+                if mal.all_zero
+                else ("", CAPTION)
+                if weight is None
+                else ("the image network's map", CAPTION),
             ],
         ),
         _captioned(
@@ -245,7 +260,7 @@ def _heads_row(predictor: Predictor, sample: Sample, width: int) -> tuple[list[I
     est = ", ".join(f"{f} {v['value']} {v['probability']:.2f}" for f, v in pred.estimated.items())
     log = (
         f"{name} ({truth}, TI-RADS {sample.tirads}): P {pred.probability:.3f} "
-        f"(image only {alone:.3f}) -> {pred.label}; {pred.roi_source} box IoU {iou:.2f}; {est}"
+        f"({alone_text} {alone:.3f}) -> {pred.label}; {pred.roi_source} box IoU {iou:.2f}; {est}"
     )
     return tiles, log
 

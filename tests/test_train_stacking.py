@@ -223,6 +223,10 @@ def test_a_stacked_run_explains_its_image_network_and_says_its_weight(
     assert (fused_cam.max() == 0) == (image_weight == 0)
     body = explanation_body(exp, filename=None)
     assert body["image_weight"] == image_weight
+    # the image network's own probability: which way the page says the image pushed
+    with torch.no_grad():
+        own = float(torch.sigmoid(image(inp))[0, 0])
+    assert body["image_probability"] == pytest.approx(own, abs=1e-6)
     out = tmp_path / "overlay.png"
     assert main(["explain", str(run), str(frame), "--out", str(out), "--roi", "200,100,330,230",
                  "--device", "cpu"]) == 0  # fmt: skip

@@ -376,6 +376,9 @@ class Predictor:
             model=self.model_identity(),
             mask_frame=_outline_on_frame(located, outputs, mapping),
             image_weight=self.image_weight if head == "image" else None,
+            image_probability=(
+                float(torch.sigmoid(outputs["image"][0, 0])) if head == "image" else None
+            ),
         )
 
 

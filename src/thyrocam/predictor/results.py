@@ -138,6 +138,8 @@ class Explanation:
             map is of the image network's own logit, and this is that logit's weight in
             the probability (0: the descriptors alone decided it); ``None`` otherwise
             (the map is of the explained logit itself).
+        image_probability: with ``image_weight``: the image network's own probability
+            of malignancy for this crop (what its map explains).
     """
 
     prediction: Prediction
@@ -156,6 +158,7 @@ class Explanation:
     model: Mapping[str, str] | None = None
     mask_frame: np.ndarray | None = field(default=None, repr=False, compare=False)
     image_weight: float | None = None
+    image_probability: float | None = None
 
     @property
     def overlay(self) -> Image.Image:

@@ -111,6 +111,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "combined probability is {w}.",
         "cam_image_network_zero": "The probability above comes from the descriptors alone: on "
         "cases held out in training, the image did not add to them beyond chance.",
+        "cam_image_network_push": "The image network alone gives a probability of malignancy "
+        "of {p}: it pushed toward {direction}.",
         "toward_malignant": "malignant",
         "toward_benign": "benign",
         "attributions_heading": "Descriptor contributions",
@@ -235,6 +237,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "cam_image_network_zero": "La probabilidad de arriba viene solo de los descriptores: en "
         "los casos apartados durante el entrenamiento, la imagen no les añadió nada más allá "
         "del azar.",
+        "cam_image_network_push": "La red de imagen sola da una probabilidad de malignidad de "
+        "{p}: empujó hacia {direction}.",
         "toward_malignant": "maligno",
         "toward_benign": "benigno",
         "attributions_heading": "Contribución de los descriptores",

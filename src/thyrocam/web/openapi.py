@@ -234,6 +234,11 @@ def _schemas() -> dict[str, Any]:
                         "is the image network's own, and this is its logit's weight in the "
                         "probability (0: the descriptors alone decided it)",
                     },
+                    "image_probability": {
+                        **number,
+                        "description": "with `image_weight`: the image network's own "
+                        "probability of malignancy for this crop",
+                    },
                     "attributions": {
                         "type": "object",
                         "properties": {f: number for f in FIELDS},

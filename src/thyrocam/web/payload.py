@@ -81,8 +81,9 @@ def explanation_body(exp: Explanation, *, filename: str | None) -> dict[str, Any
 
     ``attributions`` (``{field: Shapley value}`` for the six descriptors, logit units)
     is present only when the explanation computed them (``attributions=1``);
-    ``image_weight`` only for a stacked fusion's malignancy map (the map is the image
-    network's; this is its logit's weight in the probability).
+    ``image_weight`` and ``image_probability`` only for a stacked fusion's malignancy
+    map (the map is the image network's; its logit's weight in the probability, and
+    that network's own probability).
     """
     body = prediction_body(exp.prediction, filename=filename)
     body.update(
@@ -100,4 +101,5 @@ def explanation_body(exp: Explanation, *, filename: str | None) -> dict[str, Any
         body["attributions"] = {str(k): float(v) for k, v in exp.attributions.items()}
     if exp.image_weight is not None:
         body["image_weight"] = float(exp.image_weight)
+        body["image_probability"] = float(exp.image_probability)
     return body

@@ -776,17 +776,16 @@
     if (!body.cam.all_zero) return;
     const values = Object.values(body.attributions || {});
     const delta = values.reduce((a, b) => a + b, 0);
-    const imageLogit = body.logit - delta;
-    const thresholdLogit = Math.log(body.threshold / (1 - body.threshold));
-    const direction = imageLogit >= thresholdLogit ? "malignant" : "benign";
+    // A stacked run maps its image network: its own probability (balanced at 0.5) says
+    // which way the image pushed; otherwise the logit with every descriptor missing does.
+    const network = body.image_weight != null;
+    const imageP = network ? body.image_probability : sigmoid(body.logit - delta);
+    const threshold = network ? 0.5 : body.threshold;
+    const direction = imageP >= threshold ? "malignant" : "benign";
     box.dataset.imagePush = direction;
     box.append(el("span", { text: t("cam_all_zero", { target: targetLabel(body.target) }) }), " ");
-    box.append(
-      el("span", {
-        text: t("cam_image_push", { p: pct(sigmoid(imageLogit)), direction: t(`toward_${direction}`) }),
-      }),
-      " ",
-    );
+    const push = network ? "cam_image_network_push" : "cam_image_push";
+    box.append(el("span", { text: t(push, { p: pct(imageP), direction: t(`toward_${direction}`) }) }), " ");
     const note = body.attributions ? t("cam_see_attributions", { delta: signed(delta) }) : t("cam_no_descriptors");
     box.append(el("span", { text: note }));
   }
