@@ -237,6 +237,30 @@ def test_a_stacked_run_explains_its_image_network_and_says_its_weight(
     )
 
 
+@pytest.mark.parametrize("image_weight", [0.0, 0.7])
+def test_the_report_scores_a_stacked_runs_maps_on_its_image_network(image_weight: float) -> None:
+    from thyrocam.explain.measures import deletion_insertion
+    from thyrocam.report.explanations import explained_score
+
+    image = _image_net(seed=3)
+    fused = stacked_fusion(
+        image, clinical_weight=torch.linspace(-1.0, 1.0, 28), bias=-0.2, image_weight=image_weight
+    )
+    x = torch.rand(1, 3, 64, 64, generator=torch.Generator().manual_seed(4))
+    clin = torch.zeros(1, 28)
+    scored = explained_score(fused)
+    with torch.no_grad():
+        torch.testing.assert_close(scored(x, clin), image(x))
+    cam = np.zeros((64, 64), np.float32)
+    cam[16:48, 16:48] = 1.0
+    curves = deletion_insertion(scored, x, cam, clinical=clin)
+    assert np.ptp(curves.deletion) > 1e-4  # the image network's score moves with the pixels
+    flat = deletion_insertion(fused, x, cam, clinical=clin)
+    assert (np.ptp(flat.deletion) < 1e-6) == (image_weight == 0)  # the fused one: not at 0
+    joint = _image_net()
+    assert explained_score(joint) is joint
+
+
 def _joint_run(folder: Path) -> Path:
     from thyrocam.checkpoint import save_run
     from thyrocam.imaging import Preprocessing

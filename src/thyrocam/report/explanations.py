@@ -34,6 +34,7 @@ from thyrocam.explain.measures import (
     randomized_copy,
 )
 from thyrocam.explain.methods import METHOD_NAMES, canonical_method
+from thyrocam.explain.targets import HeadOutput
 from thyrocam.imaging import Box, load_image, polygons_to_mask
 from thyrocam.predictor import Predictor
 
@@ -300,9 +301,10 @@ def _measure_sample(
     """Every method's and baseline's row (and curves) for the ``n``-th measured image."""
     maps, x, clin, mask, share = _maps(predictor, shuffled, sample, methods=methods, seed=seed + n)
     target = "malignant" if sample.label == 1 else "benign"
+    scored = explained_score(predictor.model)
     out = []
     for method, (cam, cam_frame, rho, passed) in maps.items():
-        di = deletion_insertion(predictor.model, x, cam, clinical=clin, target=target, seed=seed)
+        di = deletion_insertion(scored, x, cam, clinical=clin, target=target, seed=seed)
         row = MeasureRow(
             case_id=sample.case_id,
             image=Path(sample.image_path).name,
@@ -319,6 +321,18 @@ def _measure_sample(
         )
         out.append((row, di))
     return out
+
+
+def explained_score(model: torch.nn.Module) -> torch.nn.Module:
+    """The logit a malignancy map explains, for the deletion and insertion curves.
+
+    A stacked fusion's maps are its image network's (``Predictor.explain``), so the
+    curves follow that network's logit (``forward_heads(...)["image"]``): the fused
+    logit moves with the pixels only by the image's weight, and not at all at 0.
+    """
+    if getattr(model, "fusion", "joint") == "stacked":
+        return HeadOutput(model, "image")
+    return model
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
