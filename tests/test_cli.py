@@ -104,6 +104,8 @@ def test_end_to_end(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
         (["predict", "{run}", "{image}", "--roi", "1,2,3"], "roi"),
         (["train", "{tmp}", "--out", "{tmp}/r"], "DDTI folder"),
         (["synth", "{tmp}/s", "--cases", "0"], "cases"),
+        (["train", "{tmp}", "--out", "{tmp}/r", "--outline-box-weight", "-1"], "box-weight"),
+        (["cv", "{tmp}", "--out", "{tmp}/r", "--outline-box-weight", "x"], "box-weight"),
     ],
 )
 def test_user_mistakes_give_one_line_and_nonzero_exit(

@@ -17,7 +17,7 @@ from thyrocam.errors import InputError
 from thyrocam.explain import GradCAM
 from thyrocam.imaging import Preprocessing
 from thyrocam.model import DESCRIPTOR_FIELDS, ThyroidNet, descriptor_classes_from
-from thyrocam.train.losses import descriptor_loss, outline_loss
+from thyrocam.train.losses import box_projection_loss, descriptor_loss, outline_loss
 
 ALL_HEADS = ("malignancy", "outline", "descriptors")
 
@@ -108,6 +108,30 @@ def test_outline_loss_ignores_frames_without_outline() -> None:
     good = outline_loss(target * 20 - 10, target, torch.ones(2))
     bad = outline_loss(10 - target * 20, target, torch.ones(2))
     assert float(good.detach()) < 0.05 < float(bad.detach())
+
+
+def test_box_projection_loss_weighs_the_masks_extent() -> None:
+    target = torch.zeros(2, 1, 32, 32)
+    target[:, :, 8:16, 8:20] = 1.0
+    exact = target * 20 - 10
+    has = torch.ones(2)
+    assert float(box_projection_loss(exact, target, has)) < 0.01
+    # Only the outline's one-pixel border: a poor mask, but exactly the right box.
+    border = exact.clone()
+    border[:, :, 9:15, 9:19] = -10.0
+    assert float(outline_loss(border, target, has)) > 0.5
+    assert float(box_projection_loss(border, target, has)) < 0.01
+    # A thin tail from the nodule to the right: few pixels, a much wider box.
+    tail = exact.clone()
+    tail[:, :, 12, 20:30] = 10.0
+    assert float(box_projection_loss(tail, target, has)) > 0.1
+    # Frames without an outline add nothing and get no gradient.
+    logits = tail.clone().requires_grad_(True)
+    masked = box_projection_loss(logits, target, torch.tensor([1.0, 0.0]))
+    masked.backward()
+    assert logits.grad[1].abs().sum() == 0 and logits.grad[0].abs().sum() > 0
+    torch.testing.assert_close(masked, box_projection_loss(tail[:1], target[:1], has[:1]))
+    assert float(box_projection_loss(tail, torch.zeros_like(target), torch.zeros(2))) == 0.0
 
 
 def test_descriptor_loss_masks_unrecorded_fields() -> None:

@@ -76,6 +76,39 @@ def test_presets_fix_the_number_of_epochs() -> None:
         TrainConfig(**values)  # every preset is a valid configuration
 
 
+def test_the_box_weight_reaches_the_loss_from_the_command_line() -> None:
+    import argparse
+
+    from thyrocam.cli.train import add_train_options, train_config
+    from thyrocam.train import PRESETS
+    from thyrocam.train.losses import MultiTaskLoss
+    from thyrocam.train.recipe import step_loss_for
+
+    p = argparse.ArgumentParser()
+    add_train_options(p)
+    preset = train_config(p.parse_args(["--preset", "ddti"]))
+    assert preset.outline_box_weight == PRESETS["ddti"]["outline_box_weight"] > 0
+    given = train_config(p.parse_args(["--preset", "ddti", "--outline-box-weight", "2.5"]))
+    assert given.outline_box_weight == 2.5
+    model = _tiny_heads_model()
+    loss = step_loss_for(given, model, [])
+    assert isinstance(loss, MultiTaskLoss) and loss.box_weight == 2.5
+    assert step_loss_for(TrainConfig(), model, []).box_weight == 0.0
+
+
+def _tiny_heads_model():
+    from thyrocam.clinical import clinical_dim, default_cat_maps
+    from thyrocam.model import ThyroidNet, descriptor_classes_from
+
+    cat_maps = default_cat_maps()
+    return ThyroidNet(
+        arch="resnet10n",
+        clinical_dim=clinical_dim(cat_maps),
+        heads=("malignancy", "outline", "descriptors"),
+        descriptor_classes=descriptor_classes_from(cat_maps),
+    )
+
+
 def test_metrics_record_whether_the_time_cap_cut_training(
     tiny_run: Path, synth_dir: Path, tmp_path: Path
 ) -> None:

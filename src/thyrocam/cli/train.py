@@ -33,6 +33,16 @@ def train_config(args: argparse.Namespace):
     return TrainConfig(**values)
 
 
+def _non_negative(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0:  # also NaN
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed is a number >= 0")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from thyrocam.train import train
 
@@ -104,8 +114,6 @@ def _heads(text: str) -> tuple[str, ...]:
 
 def add_train_options(p: argparse.ArgumentParser) -> None:
     """The options of ``train`` (also taken by commands that train, such as ``cv``)."""
-    from thyrocam.train import PRESETS
-
     g = p.add_argument_group("model")
     g.add_argument("--arch", choices=ARCHS)
     g.add_argument(
@@ -144,6 +152,11 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         metavar="N",
         help="first fit on N synthetic cases (true descriptors and outlines)",
     )
+    _add_input_options(p)
+    _add_optimisation_options(p)
+
+
+def _add_input_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("input")
     g.add_argument("--image-size", dest="image_size", type=int)
     g.add_argument("--preprocess", choices=PREPROCESS_MODES)
@@ -162,6 +175,19 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         type=int,
         help="side of the whole-frame input the outline head learns (default: --image-size)",
     )
+    g.add_argument(
+        "--outline-box-weight",
+        dest="outline_box_weight",
+        type=_non_negative,
+        metavar="W",
+        help="weight of the outline's box term: Dice of the mask's row and column maxima "
+        "(0: none; --preset ddti uses it)",
+    )
+
+
+def _add_optimisation_options(p: argparse.ArgumentParser) -> None:
+    from thyrocam.train import PRESETS
+
     g = p.add_argument_group("optimisation")
     g.add_argument("--epochs", type=int)
     g.add_argument("--batch-size", dest="batch_size", type=int)

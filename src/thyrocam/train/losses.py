@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from thyrocam.data.batches import Batch
 from thyrocam.model import DESCRIPTOR_FIELDS
 
-__all__ = ["outline_loss", "descriptor_loss", "MultiTaskLoss"]
+__all__ = ["outline_loss", "box_projection_loss", "descriptor_loss", "MultiTaskLoss"]
 
 
 def outline_loss(logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
@@ -40,6 +40,33 @@ def outline_loss(logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor) 
     t = target.flatten(1)
     dice = 1.0 - (2.0 * (p * t).sum(1) + 1.0) / (p.sum(1) + t.sum(1) + 1.0)
     return ((bce + dice) * has).sum() / has.sum().clamp(min=1.0)
+
+
+def box_projection_loss(
+    logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor
+) -> torch.Tensor:
+    """Soft-Dice of the mask's column and row maxima against the outline's, as in BoxInst.
+
+    The automatic box is the extent of the predicted mask, which a per-pixel loss
+    weighs only by its area: a faint rim around a small nodule costs little there
+    but widens the box. The maxima along each axis are the mask's shadow on it, so
+    this term is the box's extent, differentiably.
+
+    Args:
+        logits: ``(B, 1, H, W)`` mask logits.
+        target: ``(B, 1, H, W)`` in ``[0, 1]``.
+        has: ``(B,)`` 1 where the frame has an outline (0: its term is exactly zero).
+
+    Returns:
+        A scalar: the mean over frames with an outline of the two axes' Dice losses.
+    """
+    has = has.to(logits.dtype)
+    p, t = torch.sigmoid(logits)[:, 0], target.to(logits.dtype)[:, 0]
+    total = torch.zeros_like(has)
+    for dim in (1, 2):  # maxima over rows (a column profile), then over columns
+        pp, tt = p.amax(dim), t.amax(dim)
+        total = total + 1.0 - (2.0 * (pp * tt).sum(1) + 1.0) / (pp.sum(1) + tt.sum(1) + 1.0)
+    return (0.5 * total * has).sum() / has.sum().clamp(min=1.0)
 
 
 def descriptor_loss(
@@ -80,6 +107,7 @@ class MultiTaskLoss:
     Args:
         pos_weight: weight of the malignant class in the BCE (class balance).
         outline_weight: weight of the outline term.
+        box_weight: weight of :func:`box_projection_loss`, added to the outline term.
         descriptor_weight: weight of the descriptor term.
     """
 
@@ -88,10 +116,12 @@ class MultiTaskLoss:
         *,
         pos_weight: float = 1.0,
         outline_weight: float = 1.0,
+        box_weight: float = 0.0,
         descriptor_weight: float = 1.0,
     ) -> None:
         self.pos_weight = float(pos_weight)
         self.outline_weight = float(outline_weight)
+        self.box_weight = float(box_weight)
         self.descriptor_weight = float(descriptor_weight)
 
     def __call__(
@@ -107,10 +137,10 @@ class MultiTaskLoss:
         )
         logs = {"bce": float(loss.detach())}
         if "outline" in heads:
-            o = outline_loss(out["outline"], batch["mask"], batch["has_mask"])
+            o = self._outline(out["outline"], batch["mask"], batch["has_mask"])
             if "frame" in batch:
                 frame_logits = _forward_heads(model, batch["frame"], None)["outline"]
-                o = 0.5 * (o + outline_loss(frame_logits, batch["frame_mask"], batch["has_mask"]))
+                o = 0.5 * (o + self._outline(frame_logits, batch["frame_mask"], batch["has_mask"]))
             loss = loss + self.outline_weight * o
             logs["outline"] = float(o.detach())
         if "descriptors" in heads:
@@ -118,6 +148,12 @@ class MultiTaskLoss:
             loss = loss + self.descriptor_weight * d
             logs["descriptors"] = float(d.detach())
         return loss, logs
+
+    def _outline(self, logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor):
+        o = outline_loss(logits, target, has)
+        if self.box_weight:
+            o = o + self.box_weight * box_projection_loss(logits, target, has)
+        return o
 
 
 def _forward_heads(

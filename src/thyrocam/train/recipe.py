@@ -139,6 +139,7 @@ def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample])
     return MultiTaskLoss(
         pos_weight=pos_weight,
         outline_weight=config.outline_weight,
+        box_weight=config.outline_box_weight,
         descriptor_weight=config.descriptor_weight,
     )
 
