@@ -40,6 +40,7 @@ __all__ = [
     "ExplainTarget",
     "HeadOutput",
     "available_targets",
+    "explained_head",
     "parse_target",
 ]
 
@@ -139,6 +140,20 @@ def parse_target(
     return ExplainTarget(
         name=f"{field}:{value}", head=field, column=categories.index(value), value=str(value)
     )
+
+
+def explained_head(model: nn.Module, head: str) -> str:
+    """The head whose logit a map of ``head`` explains.
+
+    A stacked fusion's malignancy maps are its image network's own logit
+    (``forward_heads(...)["image"]``): the same map as the fused logit's whenever
+    the image has weight, and still the image network's evidence when its weight
+    is 0 (the probability then comes from the descriptors alone). Any other head
+    is itself.
+    """
+    if head == "malignancy" and getattr(model, "fusion", "joint") == "stacked":
+        return "image"
+    return head
 
 
 class HeadOutput(nn.Module):

@@ -25,7 +25,12 @@ from thyrocam.errors import CheckpointError
 from thyrocam.explain import get_method
 from thyrocam.explain.attribution import descriptor_attributions
 from thyrocam.explain.overlay import check_alpha
-from thyrocam.explain.targets import HeadOutput, available_targets, parse_target
+from thyrocam.explain.targets import (
+    HeadOutput,
+    available_targets,
+    explained_head,
+    parse_target,
+)
 from thyrocam.imaging import (
     DEFAULT_MAX_PIXELS,
     Box,
@@ -339,13 +344,8 @@ class Predictor:
         located = self.locate(source, clin, roi=roi)
         frame_img, x, mapping, warnings = self._prepare(source, located)
         # A multi-head run is explained through a proxy that outputs the target's head
-        # and keeps every head of the same pass (the prediction comes from it). A stacked
-        # fusion's malignancy target maps its image network's own logit: the same map as
-        # the fused logit's whenever the image has weight, and still the image network's
-        # evidence when its weight is 0 (the probability then comes from the descriptors).
-        head = goal.head
-        if head == "malignancy" and getattr(self.model, "fusion", "joint") == "stacked":
-            head = "image"
+        # and keeps every head of the same pass (the prediction comes from it).
+        head = explained_head(self.model, goal.head)
         plain = head == "malignancy" and self.heads == ("malignancy",)
         proxy = None if plain else HeadOutput(self.model, head)
         engine = spec.cam_class(self.model if proxy is None else proxy, spec.layers(self.model))

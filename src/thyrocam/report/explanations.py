@@ -34,7 +34,7 @@ from thyrocam.explain.measures import (
     randomized_copy,
 )
 from thyrocam.explain.methods import METHOD_NAMES, canonical_method
-from thyrocam.explain.targets import HeadOutput
+from thyrocam.explain.targets import HeadOutput, explained_head
 from thyrocam.imaging import Box, load_image, polygons_to_mask
 from thyrocam.predictor import Predictor
 
@@ -324,15 +324,11 @@ def _measure_sample(
 
 
 def explained_score(model: torch.nn.Module) -> torch.nn.Module:
-    """The logit a malignancy map explains, for the deletion and insertion curves.
-
-    A stacked fusion's maps are its image network's (``Predictor.explain``), so the
-    curves follow that network's logit (``forward_heads(...)["image"]``): the fused
-    logit moves with the pixels only by the image's weight, and not at all at 0.
-    """
-    if getattr(model, "fusion", "joint") == "stacked":
-        return HeadOutput(model, "image")
-    return model
+    """The logit a malignancy map explains (:func:`explained_head`), for the deletion
+    and insertion curves: a stacked fusion's maps are its image network's, and the
+    fused logit moves with the pixels only by the image's weight, not at all at 0."""
+    head = explained_head(model, "malignancy")
+    return model if head == "malignancy" else HeadOutput(model, head)
 
 
 def _mean(values: Sequence[float | None]) -> float | None:
