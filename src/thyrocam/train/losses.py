@@ -36,10 +36,13 @@ def outline_loss(logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor) 
     has = has.to(logits.dtype)
     target = target.to(logits.dtype)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(1).mean(1)
-    p = torch.sigmoid(logits).flatten(1)
-    t = target.flatten(1)
-    dice = 1.0 - (2.0 * (p * t).sum(1) + 1.0) / (p.sum(1) + t.sum(1) + 1.0)
+    dice = 1.0 - _soft_dice(torch.sigmoid(logits).flatten(1), target.flatten(1))
     return ((bce + dice) * has).sum() / has.sum().clamp(min=1.0)
+
+
+def _soft_dice(p: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    """Soft Dice (smoothed by 1) of ``(B, N)`` probabilities and targets -> ``(B,)``."""
+    return (2.0 * (p * t).sum(1) + 1.0) / (p.sum(1) + t.sum(1) + 1.0)
 
 
 def box_projection_loss(
@@ -64,8 +67,7 @@ def box_projection_loss(
     p, t = torch.sigmoid(logits)[:, 0], target.to(logits.dtype)[:, 0]
     total = torch.zeros_like(has)
     for dim in (1, 2):  # maxima over rows (a column profile), then over columns
-        pp, tt = p.amax(dim), t.amax(dim)
-        total = total + 1.0 - (2.0 * (pp * tt).sum(1) + 1.0) / (pp.sum(1) + tt.sum(1) + 1.0)
+        total = total + 1.0 - _soft_dice(p.amax(dim), t.amax(dim))
     return (0.5 * total * has).sum() / has.sum().clamp(min=1.0)
 
 
@@ -149,7 +151,9 @@ class MultiTaskLoss:
             logs["descriptors"] = float(d.detach())
         return loss, logs
 
-    def _outline(self, logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor):
+    def _outline(
+        self, logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor
+    ) -> torch.Tensor:
         o = outline_loss(logits, target, has)
         if self.box_weight:
             o = o + self.box_weight * box_projection_loss(logits, target, has)
