@@ -331,6 +331,39 @@ def test_the_automatic_box_is_outlined_again_in_the_runs_crop() -> None:
     assert outline.shape == (360, 560)
 
 
+class _ShrunkSearch(_DarkIsNodule):
+    """Outlines dark tissue exactly in a crop, but 5 input pixels short of its rim on the
+    whole frame: the search box lies inside the nodule, as a confident core does."""
+
+    def forward_heads(self, img: torch.Tensor, clin: torch.Tensor | None = None) -> dict:
+        out = super().forward_heads(img, clin)
+        if img.shape[-1] == OUTLINE_INPUT["size"]:
+            out["outline"] = -torch.nn.functional.max_pool2d(-out["outline"], 11, 1, padding=5)
+        return out
+
+
+def test_the_close_up_crop_has_room_for_the_rim_the_search_core_missed(monkeypatch) -> None:
+    from thyrocam.imaging import Preprocessing
+    from thyrocam.predictor import autobox
+
+    torch.manual_seed(3)
+    net = _ShrunkSearch(
+        arch="resnet18", clinical_dim=28, heads=ALL_HEADS, descriptor_classes=CLASSES
+    ).eval()
+    search = Preprocessing.from_dict(OUTLINE_INPUT)
+    crop = Preprocessing(mode="roi", size=64)
+    core, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=Preprocessing())
+    assert np.subtract(core[:2], NODULE[:2]).min() > 12, core  # the search alone: too small
+    assert np.subtract(NODULE[2:], core[2:]).min() > 12, core
+    box, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
+    # One crop pixel is at most ~1.5 * 272 / 64 frame pixels.
+    assert np.abs(np.subtract(box, NODULE)).max() <= 1.5 * 272 / 64 + 1, box
+    # Cut tight around the core (no context), the crop shows too little of the nodule.
+    monkeypatch.setattr(autobox, "REFINE_CONTEXT", 1.0)
+    tight, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
+    assert np.abs(np.subtract(tight, NODULE)).max() > 1.5 * 272 / 64 + 1, tight
+
+
 def test_the_search_keeps_the_confident_core_so_a_faint_bridge_does_not_join_nodules() -> None:
     from thyrocam.imaging import Preprocessing
     from thyrocam.predictor.autobox import MASK_THRESHOLD, SEED_THRESHOLD, nodule_box_from_mask
