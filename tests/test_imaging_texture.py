@@ -75,6 +75,18 @@ def test_a_blurred_edge_has_a_smaller_gradient() -> None:
     )
 
 
+def test_an_outline_filling_the_image_takes_the_border_as_its_edge() -> None:
+    # A nodule box that is the whole (small) frame: no pixel outside the outline.
+    gray = _frame(0.2)
+    stats = outline_statistics(gray=gray, mask=np.ones_like(gray, dtype=bool))
+    assert all(np.isfinite(v) for v in stats.values()), stats
+    ref = np.percentile(gray[gray > 0.02], 90)
+    gy, gx = np.gradient(gray / ref)
+    edge = np.ones_like(gray, dtype=bool)
+    edge[1:-1, 1:-1] = False
+    assert stats["edge_gradient"] == pytest.approx(np.hypot(gx, gy)[edge].mean(), rel=1e-5)
+
+
 def test_statistics_ignore_the_frame_gain() -> None:
     a = outline_statistics(gray=_frame(0.3, outside=0.6, noise=0.0), mask=_disc())
     b = outline_statistics(gray=0.5 * _frame(0.3, outside=0.6, noise=0.0), mask=_disc())
