@@ -76,8 +76,9 @@ def outline_statistics(*, gray: np.ndarray, mask: np.ndarray) -> dict[str, float
     inside = gray[inner] / ref
     tophat = (img - _dilate(_erode(img, 9), 9))[0, 0].numpy()[inner] / ref
     rim = ((_dilate(m, 3) - _erode(m, 3)) > 0)[0, 0].numpy()
-    if not rim.any():  # the outline fills the image: its edge is the image's border
-        rim = mask & ~(_erode(F.pad(m, (1, 1, 1, 1)), 3)[0, 0, 1:-1, 1:-1].numpy() > 0)
+    if not rim.any():  # only when the outline fills the image: its edge is the border
+        rim = np.ones(mask.shape, dtype=bool)
+        rim[1:-1, 1:-1] = False
     gy, gx = np.gradient(gray / ref)
     around = float(gray[ring].mean()) / ref if ring.any() else float(inside.mean())
     return {
