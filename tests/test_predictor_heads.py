@@ -364,6 +364,59 @@ def test_the_close_up_crop_has_room_for_the_rim_the_search_core_missed(monkeypat
     assert np.abs(np.subtract(tight, NODULE)).max() > 1.5 * 272 / 64 + 1, tight
 
 
+class _LeaksRight(_DarkIsNodule):
+    """Outlines dark tissue and, on every input, 6 more pixels to its right: a mask
+    that leaks to one side of the nodule, as a network may on one side of a lobe."""
+
+    def forward_heads(self, img: torch.Tensor, clin: torch.Tensor | None = None) -> dict:
+        out = super().forward_heads(img, clin)
+        padded = nn.functional.pad(out["outline"], (6, 0, 0, 0), mode="replicate")
+        out["outline"] = nn.functional.max_pool2d(padded, (1, 7), stride=1)
+        return out
+
+
+def _mirrored(box: tuple[float, float, float, float]) -> tuple[float, ...]:
+    return (FRAME_SIZE[0] - box[2], box[1], FRAME_SIZE[0] - box[0], box[3])
+
+
+def test_the_outline_is_averaged_with_its_mirror_image(monkeypatch) -> None:
+    from thyrocam.imaging import Preprocessing
+    from thyrocam.predictor import autobox
+
+    net, search, crop = _search_and_crop(_LeaksRight)
+    # The search alone: the leak is in one of the two views only (probability 0.5),
+    # under the confident core's threshold, so the core is the nodule.
+    core, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=Preprocessing())
+    assert np.abs(np.subtract(core, NODULE)).max() <= BOX_TOLERANCE, core
+    # Both passes: the box of the mirrored frame is the mirrored box.
+    box, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
+    flipped = _frame().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+    box_m, _ = autobox.find_nodule(net, flipped, clin=None, search=search, crop=crop)
+    assert np.abs(np.subtract(_mirrored(box_m), box)).max() <= 1.5 * 272 / 64 + 1, (box, box_m)
+    # Without the average the leak widens the core, and the two boxes disagree.
+    monkeypatch.setattr(autobox, "FLIP_AVERAGE", False)
+    core, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=Preprocessing())
+    assert core[2] - NODULE[2] > BOX_TOLERANCE, core
+    box, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
+    box_m, _ = autobox.find_nodule(net, flipped, clin=None, search=search, crop=crop)
+    assert np.abs(np.subtract(_mirrored(box_m), box)).max() > 1.5 * 272 / 64 + 1, (box, box_m)
+
+
+def test_the_frame_outline_of_a_mirrored_batch_is_the_mirrored_outline() -> None:
+    from thyrocam.predictor.autobox import frame_outline
+
+    net, _, _ = _search_and_crop(_LeaksRight)
+    torch.manual_seed(0)
+    img, clin = torch.randn(3, 3, 64, 96), torch.randn(3, 28)
+    prob = frame_outline(net, img, clin)
+    assert prob.shape == (3, 1, 64, 96)
+    torch.testing.assert_close(frame_outline(net, img.flip(-1), clin), prob.flip(-1))
+    one = torch.sigmoid(net.forward_heads(img, clin)["outline"])
+    mirrored = torch.sigmoid(net.forward_heads(img.flip(-1), clin)["outline"]).flip(-1)
+    torch.testing.assert_close(prob, (one + mirrored) / 2)
+    assert not torch.allclose(prob, one, atol=0.1)  # the leak: the average is not the one view
+
+
 def test_the_search_keeps_the_confident_core_so_a_faint_bridge_does_not_join_nodules() -> None:
     from thyrocam.imaging import Preprocessing
     from thyrocam.predictor.autobox import MASK_THRESHOLD, SEED_THRESHOLD, nodule_box_from_mask

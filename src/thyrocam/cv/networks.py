@@ -22,6 +22,7 @@ from thyrocam.predictor.autobox import (
     REFINE_THRESHOLD,
     autobox_ious,
     find_nodule,
+    frame_outline,
     largest_component,
 )
 from thyrocam.train.config import TrainConfig
@@ -83,8 +84,9 @@ def score_network(
         probs.append(torch.sigmoid(out["malignancy"][:, 0]).cpu().numpy())
         labels.append(batch["label"].numpy())
         if "outline" in model.heads:
-            logits = model.forward_heads(batch["frame"].to(device))["outline"].cpu()
-            pred, truth = torch.sigmoid(logits) > MASK_THRESHOLD, batch["frame_mask"] > 0.5
+            # The outline the product shows and boxes from (mirror-averaged).
+            pred = frame_outline(model, batch["frame"].to(device)).cpu() > MASK_THRESHOLD
+            truth = batch["frame_mask"] > 0.5
             dices += _dice(pred, truth, batch["has_mask"])
     res = score(np.concatenate(probs), np.concatenate(labels))
     if dices:

@@ -30,7 +30,9 @@ folds and from 0.53 to 0.56 on a second set, on one machine. Cutting the close-u
 crop around the core grown 1.5 times rather than around the core itself took the
 same networks from 0.61 to 0.64 (seed 0's folds, where 1.3-1.6 did equally well
 and 1.5 was chosen) and from 0.56 to 0.63 on the second set (5 of 5 folds up).
-The box, mapped back to frame pixels through the
+Averaging each pass's outline with its mirror image's (:func:`frame_outline`)
+raised the outline's Dice on 14 of 15 folds and the box hit by 0.02 over three
+sets of networks. The box, mapped back to frame pixels through the
 :class:`~thyrocam.imaging.FrameMapping`, becomes the ROI.
 
 Components are found over horizontal runs of foreground pixels with a small
@@ -48,9 +50,9 @@ from PIL import Image
 
 from thyrocam.imaging import Box, FrameMapping, Preprocessing, box_iou, to_tensor
 from thyrocam.model import ThyroidNet
-from thyrocam.predictor.heads import outline_probability
 
 __all__ = [
+    "FLIP_AVERAGE",
     "MASK_THRESHOLD",
     "MIN_NODULE_FRACTION",
     "NO_NODULE_WARNING",
@@ -61,6 +63,7 @@ __all__ = [
     "autobox_ious",
     "components_apart",
     "find_nodule",
+    "frame_outline",
     "largest_component",
     "nodule_box_from_mask",
     "panel_seam",
@@ -78,6 +81,14 @@ REFINE_THRESHOLD = 0.3
 #: centre: the confident core underestimates the nodule by construction, and a crop
 #: cut tight around it cannot show the rim that the close-up pass is there to find.
 REFINE_CONTEXT = 1.5
+#: Both passes average the outline with the outline of the mirrored input, mirrored
+#: back (a left-right flip is a view the scanner could have shown; depth, top to
+#: bottom, has a direction, so no vertical flip). A mask that leaks to one side of
+#: the nodule is halved there, so the confident core and the close-up's component
+#: follow the nodule rather than the leak. On three sets of saved fold networks (the
+#: README): outline Dice up on 14 of 15 folds (+0.01 to +0.016), mean box IoU up on
+#: all three, box hit 0.637 -> 0.655, 0.627 -> 0.679 and 0.625 -> 0.612.
+FLIP_AVERAGE = True
 #: A column is the seam between two panels when the jump across it is a sharp step
 #: (at least twice the larger jump beside it, plus 4 gray levels) on this share of the
 #: rows. On the 231 DDTI frames: 0.29-0.95 at the seam of two-panel frames, at most
@@ -281,6 +292,26 @@ def nodule_box_from_mask(
 
 
 @torch.no_grad()
+def frame_outline(
+    model: ThyroidNet, img: torch.Tensor, clin: torch.Tensor | None = None
+) -> torch.Tensor:
+    """The outline the automatic box is read from: probabilities ``(B, 1, S, S)`` of
+    ``img`` ``(B, 3, S, S)``, averaged with those of its mirror image (:data:`FLIP_AVERAGE`).
+
+    ``clin``: ``(B, D)`` descriptors or ``None`` (the outline head does not read them).
+    """
+    if not FLIP_AVERAGE:
+        return torch.sigmoid(model.forward_heads(img, clin)["outline"].float())
+    # The input and its mirror image in one batch (eval mode: BatchNorm uses its
+    # running statistics, so no row depends on another).
+    n = img.shape[0]
+    both = torch.cat([img, img.flip(-1)])
+    logits = model.forward_heads(both, None if clin is None else clin.repeat(2, 1))["outline"]
+    prob = torch.sigmoid(logits.float())
+    return (prob[:n] + prob[n:].flip(-1)) / 2
+
+
+@torch.no_grad()
 def find_nodule(
     model: ThyroidNet,
     image: Image.Image,
@@ -307,7 +338,8 @@ def find_nodule(
     device = next(model.parameters()).device
 
     def outline(inp: Image.Image) -> np.ndarray:
-        return outline_probability(model.forward_heads(to_tensor(inp)[None].to(device), clin))
+        prob = frame_outline(model, to_tensor(inp)[None].to(device), clin)
+        return prob[0, 0].float().cpu().numpy()
 
     inp, mapping = search.apply(image, region=region)
     prob = outline(inp)
