@@ -220,6 +220,9 @@ SPECK = (60, 60, 70, 70)  # a smaller dark patch: not the largest component
 OUTLINE_INPUT = {"mode": "letterbox", "size": 128, "margin": 0.5}
 # One input pixel of the 128 px nodule search is 560 / 128 = 4.4 frame pixels.
 BOX_TOLERANCE = 560 / 128 + 1
+# One pixel of the 64 px close-up crop, cut around the search box grown 1.5 times, is
+# at most ~1.5 * 272 / 64 frame pixels.
+CLOSE_UP_TOLERANCE = 1.5 * 272 / 64 + 1
 
 
 class _DarkIsNodule(ThyroidNet):
@@ -356,12 +359,11 @@ def test_the_close_up_crop_has_room_for_the_rim_the_search_core_missed(monkeypat
     assert np.subtract(core[:2], NODULE[:2]).min() > 12, core  # the search alone: too small
     assert np.subtract(NODULE[2:], core[2:]).min() > 12, core
     box, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
-    # One crop pixel is at most ~1.5 * 272 / 64 frame pixels.
-    assert np.abs(np.subtract(box, NODULE)).max() <= 1.5 * 272 / 64 + 1, box
+    assert np.abs(np.subtract(box, NODULE)).max() <= CLOSE_UP_TOLERANCE, box
     # Cut tight around the core (no context), the crop shows too little of the nodule.
     monkeypatch.setattr(autobox, "REFINE_CONTEXT", 1.0)
     tight, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
-    assert np.abs(np.subtract(tight, NODULE)).max() > 1.5 * 272 / 64 + 1, tight
+    assert np.abs(np.subtract(tight, NODULE)).max() > CLOSE_UP_TOLERANCE, tight
 
 
 class _LeaksRight(_DarkIsNodule):
@@ -392,14 +394,14 @@ def test_the_outline_is_averaged_with_its_mirror_image(monkeypatch) -> None:
     box, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
     flipped = _frame().transpose(Image.Transpose.FLIP_LEFT_RIGHT)
     box_m, _ = autobox.find_nodule(net, flipped, clin=None, search=search, crop=crop)
-    assert np.abs(np.subtract(_mirrored(box_m), box)).max() <= 1.5 * 272 / 64 + 1, (box, box_m)
+    assert np.abs(np.subtract(_mirrored(box_m), box)).max() <= CLOSE_UP_TOLERANCE, (box, box_m)
     # Without the average the leak widens the core, and the two boxes disagree.
     monkeypatch.setattr(autobox, "FLIP_AVERAGE", False)
     core, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=Preprocessing())
     assert core[2] - NODULE[2] > BOX_TOLERANCE, core
     box, _ = autobox.find_nodule(net, _frame(), clin=None, search=search, crop=crop)
     box_m, _ = autobox.find_nodule(net, flipped, clin=None, search=search, crop=crop)
-    assert np.abs(np.subtract(_mirrored(box_m), box)).max() > 1.5 * 272 / 64 + 1, (box, box_m)
+    assert np.abs(np.subtract(_mirrored(box_m), box)).max() > CLOSE_UP_TOLERANCE, (box, box_m)
 
 
 def test_the_frame_outline_of_a_mirrored_batch_is_the_mirrored_outline() -> None:

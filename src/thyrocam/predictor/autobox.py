@@ -339,7 +339,7 @@ def find_nodule(
 
     def outline(inp: Image.Image) -> np.ndarray:
         prob = frame_outline(model, to_tensor(inp)[None].to(device), clin)
-        return prob[0, 0].float().cpu().numpy()
+        return prob[0, 0].cpu().numpy()
 
     inp, mapping = search.apply(image, region=region)
     prob = outline(inp)
