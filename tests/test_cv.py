@@ -96,6 +96,42 @@ def test_cv_writes_json_and_html(synth_dir: Path, tmp_path: Path) -> None:
     assert [n for n in CV_MODELS if f"<th>{n}</th>" in header] == list(CV_MODELS)
     assert "<td>outline lr auto auc</td>" in html and "<td>dice</td>" in html
     assert "<td>autobox hit rate</td>" in html
+    assert not (out / "runs").exists()  # fold networks are written only when asked
+
+
+def test_cli_cv_save_runs_writes_loadable_fold_runs(
+    synth_dir: Path, tmp_path: Path, capsys
+) -> None:
+    out = tmp_path / "cv"
+    args = ["cv", str(synth_dir), "--out", str(out), "--folds", "2", "--models", "image"]
+    args += ["--epochs", "1", "--image-size", "64", "--batch-size", "8", "--preprocess", "roi"]
+    assert main([*args, "--device", "cpu", "--no-progress", "--save-runs"]) == 0
+    capsys.readouterr()
+    saved = json.loads((out / "cv.json").read_text())
+    samples, _, _ = prepare_samples(synth_dir)
+    by_case = {s.case_id: s for s in samples}
+    tested: set[str] = set()
+    for k in range(2):
+        run = out / "runs" / f"fold{k}-image"
+        split = json.loads((run / "split.json").read_text())
+        assert split["fold"] == k and not set(split["train"]) & set(split["test"])
+        assert set(split["train"]) | set(split["test"]) == set(by_case)
+        tested |= set(split["test"])
+        # the run's held-out scores are the fold's row of cv.json
+        metrics = json.loads((run / "metrics.json").read_text())
+        assert metrics["auc"] == saved["models"]["image"]["auc"][k]
+        assert metrics["dice"] == saved["models"]["image"]["dice"][k]
+        meta = json.loads((run / "meta.json").read_text())
+        assert meta["modalities"] == "image" and "outline" in meta["heads"]
+        assert meta["outline_input"]["mode"] == "letterbox"
+        # an ordinary run: predict a held-out frame through the CLI, boxed automatically
+        frame = by_case[split["test"][0]].image_path
+        assert main(["predict", str(run), str(frame), "--device", "cpu"]) == 0
+        printed = json.loads(capsys.readouterr().out)
+        assert printed["roi_source"] in ("auto", "frame")
+        assert 0.0 <= printed["probability"] <= 1.0
+    assert tested == set(by_case)  # every case held out once
+    assert sorted(p.name for p in (out / "runs").iterdir()) == ["fold0-image", "fold1-image"]
 
 
 def test_cli_cv_rejects_bad_models_and_writes_nothing(

@@ -21,6 +21,7 @@ def _cmd_cv(args: argparse.Namespace) -> int:
         config=train_config(args),
         models=models,
         cam_cases=args.cam_cases,
+        save_runs=args.save_runs,
     )
     summary = {
         name: {
@@ -57,6 +58,13 @@ def register(sub: argparse._SubParsersAction) -> None:
         type=int,
         default=40,
         help="test images per fold on which Grad-CAM energy is measured (default 40)",
+    )
+    p.add_argument(
+        "--save-runs",
+        dest="save_runs",
+        action="store_true",
+        help="also write each fold's networks as run folders (OUT/runs/fold<k>-<model>, "
+        "split.json naming the fold's test cases) for thyrocam predict/explain",
     )
     add_train_options(p)
     p.set_defaults(func=_cmd_cv)

@@ -20,6 +20,12 @@ added to the network's, ``image_plus_outline_lr_auc``.
 Nothing is chosen on a test fold: each fold trains for the configured number of
 epochs and scores the last epoch's weights at the threshold 0.5 (the loss is
 class-weighted, so 0.5 is the balanced point).
+
+With ``save_runs`` each fold's networks are also written as ordinary run folders
+(``out/runs/fold<k>-<model>``, ``split.json`` naming the fold's training and test
+cases): every held-out number can then be reproduced, or a change to inference
+(the automatic box, say) measured, with ``thyrocam predict`` on the held-out
+frames and no retraining.
 """
 
 from __future__ import annotations
@@ -39,7 +45,7 @@ import torch
 from thyrocam.clinical import fit_cat_maps
 from thyrocam.cv.lines import THRESHOLD, case_folds, descriptor_lr, fit_logistic, outline_lr
 from thyrocam.cv.models import CV_MODELS
-from thyrocam.cv.networks import fit_fold, pretrain_once, score_network
+from thyrocam.cv.networks import fit_fold, pretrain_once, save_fold_run, score_network
 from thyrocam.cv.report import CV_COLUMNS, write_cv_html
 from thyrocam.data import Sample, prepare_samples
 from thyrocam.errors import InputError
@@ -67,6 +73,7 @@ def cross_validate(
     config: TrainConfig | None = None,
     models: Sequence[str] = CV_MODELS,
     cam_cases: int = 40,
+    save_runs: bool = False,
 ) -> dict:
     """K-fold CV by case; writes ``out/cv.json`` and ``out/cv.html`` and returns the dict.
 
@@ -76,6 +83,7 @@ def cross_validate(
         config: the training recipe of the network models (epochs, size, heads, ...).
         models: which of :data:`CV_MODELS` to run.
         cam_cases: test images per fold on which Grad-CAM energy is measured.
+        save_runs: also write each fold's networks as run folders under ``out/runs``.
 
     Returns:
         ``{"folds": K, "models": {name: {"auc": [...], "auc_mean", "auc_sd", ...}}, ...}``.
@@ -118,6 +126,7 @@ def cross_validate(
             pretrained=pretrained,
             cam_cases=cam_cases,
             statistics_cache=statistics_cache,
+            runs=out / "runs" if save_runs else None,
         )
         for name, res in rows.items():
             per_fold[name].append(res)
@@ -150,6 +159,7 @@ def _run_fold(
     pretrained: dict[str, torch.Tensor] | None,
     cam_cases: int,
     statistics_cache: dict[str, np.ndarray],
+    runs: Path | None = None,
 ) -> dict[str, dict]:
     """Every model of one fold, scored on its test cases: ``{model: scores}``."""
     cat_maps = fit_cat_maps([s.clinical for s in train_s])
@@ -202,6 +212,20 @@ def _run_fold(
             )
             if stacking is not None:
                 res.update({f"stacking_{k}": v for k, v in stacking.to_dict().items()})
+            if runs is not None:
+                save_fold_run(
+                    runs / f"fold{fold}-{name}",
+                    model=model,
+                    config=cfg,
+                    cat_maps=cat_maps,
+                    split={
+                        "fold": fold,
+                        "train": sorted({s.case_id for s in train_s}),
+                        "test": sorted({s.case_id for s in test_s}),
+                    },
+                    metrics=res,
+                    stacking=stacking,
+                )
         res["seconds"] = time.perf_counter() - t0
         rows[name] = res
     return {name: rows[name] for name in models}  # in the order asked for

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import asdict, replace
+from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
+from thyrocam.checkpoint import save_run
 from thyrocam.clinical import fit_cat_maps
-from thyrocam.cv.lines import OutlineLR, outline_features, score, sigmoid
+from thyrocam.cv.lines import THRESHOLD, OutlineLR, outline_features, score, sigmoid
 from thyrocam.data import Sample, ThyroidDataset
 from thyrocam.explain import GradCAM
 from thyrocam.explain.measures import centre_map
@@ -28,6 +31,7 @@ from thyrocam.predictor.autobox import (
 from thyrocam.train.config import TrainConfig
 from thyrocam.train.recipe import build_model, fit_network, outline_input, run_heads
 from thyrocam.train.scoring import descriptor_quality
+from thyrocam.train.stacking import Stacking
 
 
 def pretrain_once(config: TrainConfig, samples: list[Sample]) -> dict[str, torch.Tensor]:
@@ -55,6 +59,43 @@ def fit_fold(
     ``start``: weights to begin from (those whose name and shape fit this network).
     """
     return fit_network(config, train_s, cat_maps=cat_maps, device=device, start=start)
+
+
+def save_fold_run(
+    out: Path,
+    *,
+    model: ThyroidNet,
+    config: TrainConfig,
+    cat_maps: dict,
+    split: dict,
+    metrics: dict,
+    stacking: Stacking | None = None,
+) -> Path:
+    """Write one fold's network as a run folder (loadable by ``Predictor``, ``thyrocam
+    predict``), with the fold's cases in ``split.json`` and its scores in ``metrics.json``.
+
+    The threshold is cross-validation's (:data:`~thyrocam.cv.lines.THRESHOLD`): no
+    validation split chose another.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return save_run(
+        out,
+        model=copy.deepcopy(model).cpu(),  # the fold's scoring may still use it on its device
+        cat_maps=cat_maps,
+        preprocessing=config.preprocessing(),
+        threshold=THRESHOLD,
+        extra_meta={
+            "train_config": asdict(replace(config, device="cpu")),
+            **({"stacking": stacking.to_dict()} if stacking is not None else {}),
+            **(
+                {"outline_input": outline_input(config).to_dict()}
+                if "outline" in model.heads
+                else {}
+            ),
+        },
+        metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)},
+        split=split,
+    )
 
 
 @torch.no_grad()
