@@ -419,3 +419,29 @@ def test_init_from_copies_matching_weights_and_refuses_other_arch(tmp_path: Path
             heads=("malignancy",),
         )
     assert err.value.field == "init_from"
+
+
+@pytest.mark.parametrize("shift,zoom", [(0.15, 1.25), (0.5, 2.0)])
+def test_roi_jitter_moves_and_scales_the_box_within_its_bounds(
+    synth_dir: Path, shift: float, zoom: float
+) -> None:
+    samples, _, _ = prepare_samples(synth_dir)
+    ds = ThyroidDataset(
+        samples[:1],
+        preprocessing=Preprocessing(mode="roi", size=64),
+        cat_maps=default_cat_maps(),
+        augment=True,
+        roi_jitter=(shift, zoom),
+    )
+    x0, y0, x1, y1 = box = (100.0, 80.0, 160.0, 120.0)
+    jittered = np.array([ds._jitter_box(box) for _ in range(2000)])
+    cx = (jittered[:, 0] + jittered[:, 2]) / 2 - (x0 + x1) / 2
+    cy = (jittered[:, 1] + jittered[:, 3]) / 2 - (y0 + y1) / 2
+    side = (jittered[:, 2] - jittered[:, 0]) / (x1 - x0)
+    assert np.abs(cx).max() <= shift * (x1 - x0) + 1e-9
+    assert np.abs(cy).max() <= shift * (y1 - y0) + 1e-9
+    assert side.min() >= 0.85 - 1e-9 and side.max() <= zoom + 1e-9
+    # the whole range is used: the bounds are reached, not only respected
+    assert np.abs(cx).max() > 0.9 * shift * (x1 - x0) and side.max() > zoom - 0.05
+    heights = (jittered[:, 3] - jittered[:, 1]) / (y1 - y0)
+    assert np.allclose(heights, side)  # one scale for both sides: the aspect ratio is kept

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from thyrocam.errors import InputError
@@ -175,3 +176,51 @@ def test_step_loss_hook_and_dict_batches(synth_dir: Path) -> None:
     assert seen == ["cpu", "cpu"]
     assert stats["extra"] == pytest.approx(0.5) and stats["extra.n"] == pytest.approx(8.0)
     assert stats["loss"] == pytest.approx(stats["bce"] + 0.05, rel=1e-5)
+
+
+def test_the_jitter_and_frame_share_reach_training_from_the_command_line(capsys) -> None:
+    import argparse
+
+    from thyrocam.cli.train import add_train_options, train_config
+    from thyrocam.train.recipe import step_loss_for, train_dataset
+
+    p = argparse.ArgumentParser()
+    add_train_options(p)
+    default = train_config(p.parse_args([]))
+    assert (default.roi_shift, default.roi_zoom, default.outline_frame_share) == (0.15, 1.25, 0.5)
+    args = ["--roi-shift", "0.3", "--roi-zoom", "1.5", "--outline-frame-share", "0.75"]
+    given = train_config(p.parse_args(args))
+    assert step_loss_for(given, _tiny_heads_model(), []).frame_share == 0.75
+    ds = train_dataset(given, [], cat_maps={}, heads=("malignancy",), seed=0)
+    assert ds.roi_jitter == (0.3, 1.5)
+    for bad in ("1.5", "-0.1", "nan"):
+        with pytest.raises(SystemExit):
+            p.parse_args(["--outline-frame-share", bad])
+        assert bad in capsys.readouterr().err
+
+
+def test_the_frame_share_splits_the_outline_term_between_crops_and_frames() -> None:
+    from thyrocam.train.losses import MultiTaskLoss, outline_loss
+
+    torch.manual_seed(0)
+    model = _tiny_heads_model().eval()  # eval: BatchNorm does not depend on the batch
+    n, s = 2, 32
+    batch = {
+        "image": torch.randn(n, 3, s, s),
+        "clinical": torch.zeros(n, model.clinical_dim),
+        "label": torch.tensor([0.0, 1.0]),
+        "mask": (torch.rand(n, 1, s, s) > 0.7).float(),
+        "has_mask": torch.ones(n),
+        "descriptors": torch.full((n, 4), -1, dtype=torch.long),
+        "frame": torch.randn(n, 3, s, s),
+        "frame_mask": (torch.rand(n, 1, s, s) > 0.9).float(),
+    }
+    with torch.no_grad():
+        crop = float(outline_loss(model.forward_heads(batch["image"])["outline"], batch["mask"],
+                                  batch["has_mask"]))
+        frame = float(outline_loss(model.forward_heads(batch["frame"])["outline"],
+                                   batch["frame_mask"], batch["has_mask"]))
+        for share in (0.0, 0.5, 0.75, 1.0):
+            _, logs = MultiTaskLoss(frame_share=share)(model, batch)
+            assert logs["outline"] == pytest.approx((1 - share) * crop + share * frame, rel=1e-5)
+    assert abs(crop - frame) > 1e-3  # the shares are told apart

@@ -43,6 +43,13 @@ def _non_negative(text: str) -> float:
     return value
 
 
+def _share(text: str) -> float:
+    value = _non_negative(text)
+    if value > 1:
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed is a number from 0 to 1")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from thyrocam.train import train
 
@@ -167,6 +174,18 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         type=float,
         help="smallest ROI crop side in frame pixels, so nodule size stays visible",
     )
+    g.add_argument(
+        "--roi-shift",
+        dest="roi_shift",
+        type=_non_negative,
+        help="training jitter: the ROI box's centre moves up to this share of its side",
+    )
+    g.add_argument(
+        "--roi-zoom",
+        dest="roi_zoom",
+        type=float,
+        help="training jitter: the ROI box's side is scaled by 0.85 to this",
+    )
     g.add_argument("--label-source", dest="label_source", choices=LABEL_SOURCES)
     g.add_argument("--augmentation", choices=("basic", "ultrasound"))
     g.add_argument(
@@ -182,6 +201,14 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         metavar="W",
         help="weight of the outline's box term: Dice of the mask's row and column maxima "
         "(0: none; --preset ddti uses it)",
+    )
+    g.add_argument(
+        "--outline-frame-share",
+        dest="outline_frame_share",
+        type=_share,
+        metavar="F",
+        help="the whole frames' share of the outline loss, the crops having the rest "
+        "(default 0.5)",
     )
 
 

@@ -68,6 +68,8 @@ class ThyroidDataset(torch.utils.data.Dataset):
             (:func:`~thyrocam.data.augment.ultrasound_augmentation`: affine and
             scale jitter, depth gain, speckle, gain/contrast/gamma).
         field_dropout: per-field probability of hiding a descriptor when augmenting.
+        roi_jitter: ``(shift, zoom)`` of the ROI jitter: the box's centre moves up to
+            ``shift`` of its side each way, its side is scaled by ``0.85``-``zoom``.
         seed: seeds the augmentation stream.
         targets: yield dicts ``{"image", "clinical", "label", "mask" (1, S, S),
             "has_mask" (), "descriptors" (4,) int64 (-1: not recorded)}``, plus
@@ -86,6 +88,7 @@ class ThyroidDataset(torch.utils.data.Dataset):
         augment: bool = False,
         augmentation: Augmentation = "basic",
         field_dropout: float = 0.15,
+        roi_jitter: tuple[float, float] = (0.15, 1.25),
         seed: int = 0,
         targets: bool = False,
         outline_input: Preprocessing | None = None,
@@ -96,6 +99,7 @@ class ThyroidDataset(torch.utils.data.Dataset):
         self.augment = augment
         self.augmentation = augmentation
         self.field_dropout = field_dropout
+        self.roi_jitter = roi_jitter
         self.rng = np.random.default_rng(seed)
         self.targets = targets
         self.outline_input = outline_input
@@ -217,9 +221,10 @@ class ThyroidDataset(torch.utils.data.Dataset):
     def _jitter_box(self, box: Box) -> Box:
         x0, y0, x1, y1 = box
         w, h = x1 - x0, y1 - y0
-        cx = (x0 + x1) / 2 + self.rng.uniform(-0.15, 0.15) * w
-        cy = (y0 + y1) / 2 + self.rng.uniform(-0.15, 0.15) * h
-        scale = self.rng.uniform(0.85, 1.25)
+        shift, zoom = self.roi_jitter
+        cx = (x0 + x1) / 2 + self.rng.uniform(-shift, shift) * w
+        cy = (y0 + y1) / 2 + self.rng.uniform(-shift, shift) * h
+        scale = self.rng.uniform(0.85, zoom)
         return (cx - w * scale / 2, cy - h * scale / 2, cx + w * scale / 2, cy + h * scale / 2)
 
     def _encode_with_dropout(self, sample: Sample) -> np.ndarray:

@@ -31,6 +31,10 @@ class TrainConfig:
     roi_margin: float = 0.5  # context around the nodule box, as a fraction of its side
     # Smallest ROI crop side in frame pixels (0: none): keeps nodule size visible (a cue).
     roi_min_side: float = 0.0
+    # Training jitter of the ROI crop (thyrocam.data.ThyroidDataset): the box's centre
+    # moves up to roi_shift of its side each way and its side is scaled by 0.85-roi_zoom.
+    roi_shift: float = 0.15
+    roi_zoom: float = 1.25
     modalities: Modalities = "both"
     weights: str | None = "imagenet"  # used only if on disk; otherwise from scratch
     label_source: Literal["auto", "labels", "tirads"] = "auto"
@@ -52,6 +56,8 @@ class TrainConfig:
     outline_weight: float = 1.0  # weight of the outline loss (BCE + Dice)
     # weight of the box (projection) term added to the outline loss (train.losses)
     outline_box_weight: float = 0.0
+    # the whole frames' share of the outline loss (the crops have the rest)
+    outline_frame_share: float = 0.5
     # "outline": the image features are layer4 averaged with the model's own predicted
     # outline as weights (thyrocam.model.POOLS), not over the whole crop.
     pool: Pool = "mean"

@@ -111,6 +111,8 @@ class MultiTaskLoss:
         outline_weight: weight of the outline term.
         box_weight: weight of :func:`box_projection_loss`, added to the outline term.
         descriptor_weight: weight of the descriptor term.
+        frame_share: the whole frames' share of the outline term (the crops have the
+            rest), when the batch has them.
     """
 
     def __init__(
@@ -120,7 +122,9 @@ class MultiTaskLoss:
         outline_weight: float = 1.0,
         box_weight: float = 0.0,
         descriptor_weight: float = 1.0,
+        frame_share: float = 0.5,
     ) -> None:
+        self.frame_share = float(frame_share)
         self.pos_weight = float(pos_weight)
         self.outline_weight = float(outline_weight)
         self.box_weight = float(box_weight)
@@ -142,7 +146,8 @@ class MultiTaskLoss:
             o = self._outline(out["outline"], batch["mask"], batch["has_mask"])
             if "frame" in batch:
                 frame_logits = _forward_heads(model, batch["frame"], None)["outline"]
-                o = 0.5 * (o + self._outline(frame_logits, batch["frame_mask"], batch["has_mask"]))
+                f = self._outline(frame_logits, batch["frame_mask"], batch["has_mask"])
+                o = (1.0 - self.frame_share) * o + self.frame_share * f
             loss = loss + self.outline_weight * o
             logs["outline"] = float(o.detach())
         if "descriptors" in heads:

@@ -140,6 +140,7 @@ def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample])
         pos_weight=pos_weight,
         outline_weight=config.outline_weight,
         box_weight=config.outline_box_weight,
+        frame_share=config.outline_frame_share,
         descriptor_weight=config.descriptor_weight,
     )
 
@@ -161,6 +162,7 @@ def train_dataset(
         augment=True,
         augmentation=config.augmentation,
         field_dropout=config.field_dropout,
+        roi_jitter=(config.roi_shift, config.roi_zoom),
         seed=seed,
         targets=len(heads) > 1,
         outline_input=outline_input(config) if "outline" in heads and whole_frames else None,
