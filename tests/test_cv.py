@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import runpy
 from pathlib import Path
 
 import numpy as np
@@ -132,6 +133,13 @@ def test_cli_cv_save_runs_writes_loadable_fold_runs(
         assert 0.0 <= printed["probability"] <= 1.0
     assert tested == set(by_case)  # every case held out once
     assert sorted(p.name for p in (out / "runs").iterdir()) == ["fold0-image", "fold1-image"]
+    # the saved folds are what benchmarks/autobox_study.py re-boxes, without training
+    study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "autobox_study.py"))
+    assert study["main"]([str(out), "--ddti", str(synth_dir)]) == 0
+    printed = capsys.readouterr().out
+    outlined = sum(1 for s in samples if s.polygons)
+    assert f"2 fold networks, {outlined} held-out frames with an outline" in printed
+    assert "| the predictor's (search, then close-up) |" in printed
 
 
 def test_cli_cv_rejects_bad_models_and_writes_nothing(

@@ -169,7 +169,7 @@ def _dice(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[fl
     return dice[has > 0].tolist()
 
 
-def _outline_boxes(sample: Sample) -> list[Box]:
+def sample_outline_boxes(sample: Sample) -> list[Box]:
     """The box of each outline of a frame (frame pixels), the largest outline first
     (the one training crops use); a manifest's mask file gives its largest component."""
     boxes = outline_boxes(sample.polygons)
@@ -184,7 +184,7 @@ def _autobox_scores(model: ThyroidNet, config: TrainConfig, test_s: Sequence[Sam
     best, largest = [], []
     search, crop = outline_input(config), config.preprocessing()
     for s in test_s:
-        outlines = _outline_boxes(s)
+        outlines = sample_outline_boxes(s)
         if not outlines:
             continue
         frame = load_frame(s.image_path)

@@ -64,6 +64,7 @@ __all__ = [
     "components_apart",
     "find_nodule",
     "frame_outline",
+    "grown_box",
     "largest_component",
     "nodule_box_from_mask",
     "panel_seam",
@@ -349,7 +350,7 @@ def find_nodule(
     if box is None:  # a less confident model: its ordinary mask
         box = nodule_box_from_mask(prob, mapping, threshold=MASK_THRESHOLD, seams=seams)
     if box is not None and crop.mode == "roi":
-        close, close_map = crop.apply(image, roi=_grown(box, REFINE_CONTEXT), region=region)
+        close, close_map = crop.apply(image, roi=grown_box(box, REFINE_CONTEXT), region=region)
         refined = nodule_box_from_mask(
             outline(close), close_map, threshold=REFINE_THRESHOLD, near=box, seams=seams
         )
@@ -357,7 +358,7 @@ def find_nodule(
     return box, mapping.cam_to_frame(prob)
 
 
-def _grown(box: Box, factor: float) -> Box:
+def grown_box(box: Box, factor: float) -> Box:
     """``box`` scaled ``factor`` times about its centre (may leave the frame: the crop pads)."""
     cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
     hw, hh = factor * (box[2] - box[0]) / 2, factor * (box[3] - box[1]) / 2
