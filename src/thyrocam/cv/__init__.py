@@ -89,14 +89,7 @@ def cross_validate(
         ``{"folds": K, "models": {name: {"auc": [...], "auc_mean", "auc_sd", ...}}, ...}``.
     """
     config = config or TrainConfig()
-    bad = [m for m in models if m not in CV_MODELS]
-    if bad or not models:
-        raise InputError(
-            f"models: got {list(models)!r}; allowed: a non-empty subset of {', '.join(CV_MODELS)}",
-            field="models",
-            value=list(models),
-            allowed=CV_MODELS,
-        )
+    _check_models(models)
     device = resolve_device(config.device)
     samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
     fold_idx = case_folds(samples, folds=folds, seed=config.seed)
@@ -146,6 +139,16 @@ def cross_validate(
     _write_json(out / "cv.json", result)
     write_cv_html(result, out / "cv.html")
     return result
+
+
+def _check_models(models: Sequence[str]) -> None:
+    if not models or any(m not in CV_MODELS for m in models):
+        raise InputError(
+            f"models: got {list(models)!r}; allowed: a non-empty subset of {', '.join(CV_MODELS)}",
+            field="models",
+            value=list(models),
+            allowed=CV_MODELS,
+        )
 
 
 def _run_fold(
@@ -218,11 +221,7 @@ def _run_fold(
                     model=model,
                     config=cfg,
                     cat_maps=cat_maps,
-                    split={
-                        "fold": fold,
-                        "train": sorted({s.case_id for s in train_s}),
-                        "test": sorted({s.case_id for s in test_s}),
-                    },
+                    split=(fold, train_s, test_s),
                     metrics=res,
                     stacking=stacking,
                 )

@@ -67,12 +67,14 @@ def save_fold_run(
     model: ThyroidNet,
     config: TrainConfig,
     cat_maps: dict,
-    split: dict,
+    split: tuple[int, Sequence[Sample], Sequence[Sample]],
     metrics: dict,
     stacking: Stacking | None = None,
 ) -> Path:
     """Write one fold's network as a run folder (loadable by ``Predictor``, ``thyrocam
     predict``), with the fold's cases in ``split.json`` and its scores in ``metrics.json``.
+
+    ``split``: ``(fold, training samples, test samples)``.
 
     The threshold is cross-validation's (:data:`~thyrocam.cv.lines.THRESHOLD`): no
     validation split chose another.
@@ -94,7 +96,11 @@ def save_fold_run(
             ),
         },
         metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)},
-        split=split,
+        split={
+            "fold": split[0],
+            "train": sorted({s.case_id for s in split[1]}),
+            "test": sorted({s.case_id for s in split[2]}),
+        },
     )
 
 
