@@ -197,6 +197,11 @@ def test_the_jitter_and_frame_share_reach_training_from_the_command_line(capsys)
         with pytest.raises(SystemExit):
             p.parse_args(["--outline-frame-share", bad])
         assert bad in capsys.readouterr().err
+    for option, bad in (("--roi-zoom", "0.5"), ("--roi-zoom", "x"), ("--roi-shift", "-1")):
+        with pytest.raises(SystemExit):
+            p.parse_args([option, bad])
+        err = capsys.readouterr().err
+        assert option in err and repr(bad) in err
 
 
 def test_the_frame_share_splits_the_outline_term_between_crops_and_frames() -> None:

@@ -50,6 +50,16 @@ def _share(text: str) -> float:
     return value
 
 
+def _zoom(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not value >= 0.85:  # also NaN: the jitter scales the box by 0.85 up to this
+        raise argparse.ArgumentTypeError(f"{text!r}: allowed is a number >= 0.85")
+    return value
+
+
 def _cmd_train(args: argparse.Namespace) -> int:
     from thyrocam.train import train
 
@@ -183,7 +193,7 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--roi-zoom",
         dest="roi_zoom",
-        type=float,
+        type=_zoom,
         help="training jitter: the ROI box's side is scaled by 0.85 to this",
     )
     g.add_argument("--label-source", dest="label_source", choices=LABEL_SOURCES)
