@@ -27,17 +27,17 @@ import torch
 from thyrocam.checkpoint import load_run
 from thyrocam.cv.networks import sample_outline_boxes
 from thyrocam.data.samples import Sample, prepare_samples
-from thyrocam.imaging import Box, Preprocessing, box_iou, load_frame, to_tensor
+from thyrocam.imaging import Box, Preprocessing, load_frame, to_tensor
 from thyrocam.predictor.autobox import (
-    MASK_THRESHOLD,
     REFINE_CONTEXT,
     REFINE_THRESHOLD,
-    SEED_THRESHOLD,
+    autobox_ious,
     find_nodule,
     frame_outline,
     grown_box,
     nodule_box_from_mask,
     panel_seam,
+    search_core,
 )
 
 SHIFTS = (0.0, 0.25, 0.5, 0.75)  # the crop's centre off the outline box's, share of its side
@@ -59,10 +59,6 @@ def _offset(core: Box | None, outlines: list[Box]) -> float:
     )
 
 
-def _best_iou(box: Box | None, outlines: list[Box]) -> float:
-    return max(box_iou(box, o) for o in outlines) if box is not None else 0.0
-
-
 @torch.no_grad()
 def study_run(run: Path, by_case: dict[str, list[Sample]], rng: np.random.Generator) -> dict:
     """``{"product": [IoU per frame], (shift, growth): [IoU per frame], ...}`` for one fold."""
@@ -71,40 +67,37 @@ def study_run(run: Path, by_case: dict[str, list[Sample]], rng: np.random.Genera
     crop = Preprocessing.from_dict(info.meta["preprocessing"])
     search = Preprocessing.from_dict(info.meta["outline_input"])
     test = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"]
+    # Frames in split.json's case order: each draws its shift direction from ``rng`` in turn.
+    frames = [sample for case in test for sample in by_case.get(case, [])]
     out: dict = {"product": [], "core_offset": []} | {(d, g): [] for d in SHIFTS for g in GROWTH}
-    for case in test:
-        for sample in by_case.get(case, []):
-            outlines = sample_outline_boxes(sample)
-            if not outlines:
-                continue
-            frame = load_frame(sample.image_path)
-            image, region = frame.image, frame.region
-            box, _ = find_nodule(model, image, clin=None, search=search, crop=crop, region=region)
-            out["product"].append(_best_iou(box, outlines))
-            seam = panel_seam(image, region=region)
-            seams = () if seam is None else (float(seam),)
-            # The search's core as find_nodule takes it, before the close-up.
-            inp, mapping = search.apply(image, region=region)
-            prob = frame_outline(model, to_tensor(inp)[None])[0, 0].cpu().numpy()
-            core = nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, seams=seams)
-            if core is None:
-                core = nodule_box_from_mask(prob, mapping, threshold=MASK_THRESHOLD, seams=seams)
-            out["core_offset"].append(_offset(core, outlines))
-            x0, y0, x1, y1 = outlines[0]
-            w, h = x1 - x0, y1 - y0
-            angle = rng.uniform(0.0, 2.0 * np.pi)
-            for d in SHIFTS:
-                dx, dy = d * w * np.cos(angle), d * h * np.sin(angle)
-                for g in GROWTH:
-                    core = grown_box((x0 + dx, y0 + dy, x1 + dx, y1 + dy), g)
-                    close, mapping = crop.apply(
-                        image, roi=grown_box(core, REFINE_CONTEXT), region=region
-                    )
-                    prob = frame_outline(model, to_tensor(close)[None])[0, 0].cpu().numpy()
-                    refined = nodule_box_from_mask(
-                        prob, mapping, threshold=REFINE_THRESHOLD, near=core, seams=seams
-                    )
-                    out[(d, g)].append(_best_iou(refined, outlines))
+    for sample in frames:
+        outlines = sample_outline_boxes(sample)
+        if not outlines:
+            continue
+        frame = load_frame(sample.image_path)
+        image, region = frame.image, frame.region
+        box, _ = find_nodule(model, image, clin=None, search=search, crop=crop, region=region)
+        out["product"].append(autobox_ious(box, outlines)[0])
+        seam = panel_seam(image, region=region)
+        seams = () if seam is None else (float(seam),)
+        # The search's core before the close-up (find_nodule returns only the final box).
+        inp, mapping = search.apply(image, region=region)
+        prob = frame_outline(model, to_tensor(inp)[None])[0, 0].cpu().numpy()
+        out["core_offset"].append(_offset(search_core(prob, mapping, seams=seams), outlines))
+        x0, y0, x1, y1 = outlines[0]
+        w, h = x1 - x0, y1 - y0
+        angle = rng.uniform(0.0, 2.0 * np.pi)
+        for d in SHIFTS:
+            dx, dy = d * w * np.cos(angle), d * h * np.sin(angle)
+            for g in GROWTH:
+                core = grown_box((x0 + dx, y0 + dy, x1 + dx, y1 + dy), g)
+                roi = grown_box(core, REFINE_CONTEXT)
+                close, mapping = crop.apply(image, roi=roi, region=region)
+                prob = frame_outline(model, to_tensor(close)[None])[0, 0].cpu().numpy()
+                refined = nodule_box_from_mask(
+                    prob, mapping, threshold=REFINE_THRESHOLD, near=core, seams=seams
+                )
+                out[(d, g)].append(autobox_ious(refined, outlines)[0])
     return out
 
 

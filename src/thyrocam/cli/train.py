@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Callable
 from dataclasses import fields
 from typing import get_args
 
@@ -33,30 +34,30 @@ def train_config(args: argparse.Namespace):
     return TrainConfig(**values)
 
 
-def _non_negative(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0:  # also NaN
-        raise argparse.ArgumentTypeError(f"{text!r}: allowed is a number >= 0")
-    return value
+def _at_least(bound: float) -> Callable[[str], float]:
+    """An argparse type: a number ``>= bound`` (NaN and text refused, naming the bound)."""
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text)
+        except ValueError:
+            value = float("nan")
+        if not value >= bound:  # also NaN
+            raise argparse.ArgumentTypeError(f"{text!r}: allowed is a number >= {bound:g}")
+        return value
+
+    return parse
+
+
+_non_negative = _at_least(0.0)
+# The ROI jitter scales the box by 0.85 up to --roi-zoom.
+_zoom = _at_least(0.85)
 
 
 def _share(text: str) -> float:
     value = _non_negative(text)
     if value > 1:
         raise argparse.ArgumentTypeError(f"{text!r}: allowed is a number from 0 to 1")
-    return value
-
-
-def _zoom(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not value >= 0.85:  # also NaN: the jitter scales the box by 0.85 up to this
-        raise argparse.ArgumentTypeError(f"{text!r}: allowed is a number >= 0.85")
     return value
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +29,13 @@ from thyrocam.predictor.autobox import (
     largest_component,
 )
 from thyrocam.train.config import TrainConfig
-from thyrocam.train.recipe import build_model, fit_network, outline_input, run_heads
+from thyrocam.train.recipe import (
+    build_model,
+    fit_network,
+    fitted_meta,
+    outline_input,
+    run_heads,
+)
 from thyrocam.train.scoring import descriptor_quality
 from thyrocam.train.stacking import Stacking
 
@@ -86,15 +92,7 @@ def save_fold_run(
         cat_maps=cat_maps,
         preprocessing=config.preprocessing(),
         threshold=THRESHOLD,
-        extra_meta={
-            "train_config": asdict(replace(config, device="cpu")),
-            **({"stacking": stacking.to_dict()} if stacking is not None else {}),
-            **(
-                {"outline_input": outline_input(config).to_dict()}
-                if "outline" in model.heads
-                else {}
-            ),
-        },
+        extra_meta=fitted_meta(config, device="cpu", heads=model.heads, stacking=stacking),
         metrics={k: v for k, v in metrics.items() if not isinstance(v, dict)},
         split={
             "fold": split[0],

@@ -68,6 +68,7 @@ __all__ = [
     "largest_component",
     "nodule_box_from_mask",
     "panel_seam",
+    "search_core",
 ]
 
 #: Probability above which a pixel belongs to the predicted outline.
@@ -346,9 +347,7 @@ def find_nodule(
     prob = outline(inp)
     seam = panel_seam(image, region=region)
     seams = () if seam is None else (float(seam),)
-    box = nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, seams=seams)
-    if box is None:  # a less confident model: its ordinary mask
-        box = nodule_box_from_mask(prob, mapping, threshold=MASK_THRESHOLD, seams=seams)
+    box = search_core(prob, mapping, seams=seams)
     if box is not None and crop.mode == "roi":
         close, close_map = crop.apply(image, roi=grown_box(box, REFINE_CONTEXT), region=region)
         refined = nodule_box_from_mask(
@@ -356,6 +355,20 @@ def find_nodule(
         )
         box = refined or box
     return box, mapping.cam_to_frame(prob)
+
+
+def search_core(
+    prob: np.ndarray, mapping: FrameMapping, *, seams: Sequence[float] = ()
+) -> Box | None:
+    """The search pass's box in frame pixels: its confident core (:data:`SEED_THRESHOLD`),
+    or for a less confident model its ordinary mask; ``None``: no nodule found.
+
+    ``prob``: the whole-frame outline probabilities ``(h, w)``; ``mapping``: where that
+    input sits in the frame; ``seams``: frame columns no component may cross."""
+    box = nodule_box_from_mask(prob, mapping, threshold=SEED_THRESHOLD, seams=seams)
+    if box is None:
+        box = nodule_box_from_mask(prob, mapping, threshold=MASK_THRESHOLD, seams=seams)
+    return box
 
 
 def grown_box(box: Box, factor: float) -> Box:

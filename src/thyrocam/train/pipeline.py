@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -33,7 +33,7 @@ from thyrocam.train.distributed import (
 from thyrocam.train.fit import FitResult, MalignancyLoss, StepLoss, WarmupCosine, fit
 from thyrocam.train.recipe import (
     build_model,
-    outline_input,
+    fitted_meta,
     run_heads,
     stack_both,
     step_loss_for,
@@ -164,12 +164,8 @@ def _train(
         extra_meta={
             "backbone_init": backbone,
             "label_definition": prepared.label_definition,
-            "train_config": asdict(replace(config, device=str(device))),
-            # What the stacked fusion fitted (its image weight, the out-of-fold test).
-            **({"stacking": stacking.to_dict()} if stacking is not None else {}),
+            **fitted_meta(config, device=device, heads=heads, stacking=stacking),
             "data": prepared.data,
-            # The whole-frame pass the automatic box is computed on (outline head only).
-            **({"outline_input": outline_input(config).to_dict()} if "outline" in heads else {}),
             # Each descriptor head's held-out accuracy beside the commonest value's: the
             # page shows it with every estimate (meta.json: it never changes after training).
             **({"descriptor_quality": quality} if quality is not None else {}),

@@ -14,7 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
-from dataclasses import replace
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import torch
@@ -41,6 +41,7 @@ __all__ = [
     "supported_heads",
     "run_heads",
     "outline_input",
+    "fitted_meta",
     "build_model",
     "step_loss_for",
     "fit_epochs",
@@ -74,6 +75,24 @@ def run_heads(config: TrainConfig, samples: list[Sample]) -> tuple[str, ...]:
 def outline_input(config: TrainConfig) -> Preprocessing:
     """The whole-frame pass the outline head learns and the automatic box uses."""
     return Preprocessing(mode="letterbox", size=config.outline_size or config.image_size)
+
+
+def fitted_meta(
+    config: TrainConfig,
+    *,
+    device: torch.device | str,
+    heads: tuple[str, ...],
+    stacking: Stacking | None,
+) -> dict:
+    """The ``meta.json`` entries that say how a network was fitted: its ``train_config``,
+    a stacked fusion's fit, and the whole-frame pass of the automatic box (outline head)."""
+    return {
+        "train_config": asdict(replace(config, device=str(device))),
+        # What the stacked fusion fitted (its image weight, the out-of-fold test).
+        **({"stacking": stacking.to_dict()} if stacking is not None else {}),
+        # The whole-frame pass the automatic box is computed on (outline head only).
+        **({"outline_input": outline_input(config).to_dict()} if "outline" in heads else {}),
+    }
 
 
 def build_model(
