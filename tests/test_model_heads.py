@@ -170,12 +170,13 @@ def test_multi_head_run_round_trips_and_old_runs_load(tmp_path: Path) -> None:
     save_run(tmp_path / "old", model=old, cat_maps=cat_maps, preprocessing=pre, threshold=0.5)
     meta_path = tmp_path / "old" / "meta.json"
     meta = json.loads(meta_path.read_text())
-    # As written before the heads (and pooling choices) existed.
-    del meta["heads"], meta["descriptor_classes"], meta["pool"]
+    # As written before the heads (and pooling and decoder choices) existed.
+    del meta["heads"], meta["descriptor_classes"], meta["pool"], meta["decoder"]
     meta["preprocessing"].pop("min_side")
     meta_path.write_text(json.dumps(meta))
     info = load_run(tmp_path / "old")
     assert info.model.heads == ("malignancy",) and info.model.pool == "mean"
+    assert info.model.decoder == "fpn"
     assert info.preprocessing.min_side == 0.0
     torch.testing.assert_close(info.model(x), old(x))
 
@@ -246,6 +247,47 @@ def test_a_pooling_preset_on_data_without_outlines_averages(caplog) -> None:
     with caplog.at_level("WARNING"):
         plain, _ = build_model(config, cat_maps=cat_maps, heads=("malignancy", "descriptors"))
     assert plain.pool == "mean" and "no outline head" in caplog.text
+
+
+# The "fpn" decoder's parameters, as runs written before the "unet" one store them:
+# they must keep loading with strict=True.
+FPN_KEYS = {
+    *(f"lateral.{i}.{p}" for i in range(4) for p in ("weight", "bias")),
+    "smooth.0.weight",
+    *(f"smooth.1.{p}" for p in ("weight", "bias", "running_mean", "running_var")),
+    "smooth.1.num_batches_tracked",
+    "out.weight",
+    "out.bias",
+}
+
+
+def test_the_unet_decoder_refines_every_merge_and_round_trips(tmp_path: Path) -> None:
+    assert set(_net("resnet10n").outline.state_dict()) == FPN_KEYS
+    model = _net("resnet10n", pool="outline", decoder="unet")
+    assert model.decoder == "unet" and len(model.outline.merge) == 3
+    x, clin = torch.randn(2, 3, 96, 80), torch.randn(2, clinical_dim(default_cat_maps()))
+    out = model.forward_heads(x, clin)
+    assert out["outline"].shape == (2, 1, 96, 80)
+    torch.testing.assert_close(out["malignancy"], model(x, clin))
+    # Each merge's convolution is on the path to the mask (the finest one last).
+    for k in range(3):
+        before = model.forward_heads(x)["outline"]
+        with torch.no_grad():
+            model.outline.merge[k][0].weight.mul_(-1.0)
+        assert (model.forward_heads(x)["outline"] - before).abs().max() > 1e-4
+    with GradCAM(model, model.cnn.layer4[-1].conv2) as engine:
+        cam, _ = engine(x[:1], clinical=clin[:1])
+    assert cam.shape == (96, 80)
+    save_run(tmp_path / "run", model=model, cat_maps=default_cat_maps(),
+             preprocessing=Preprocessing(mode="roi", size=96), threshold=0.5)  # fmt: skip
+    assert json.loads((tmp_path / "run" / "meta.json").read_text())["decoder"] == "unet"
+    loaded = load_run(tmp_path / "run").model
+    assert loaded.decoder == "unet"
+    for key, value in model.forward_heads(x, clin).items():
+        torch.testing.assert_close(loaded.forward_heads(x, clin)[key], value)
+    with pytest.raises(InputError) as err:
+        _net(decoder="deeplab")
+    assert err.value.field == "decoder" and "unet" in str(err.value)
 
 
 def test_outline_pooling_needs_the_outline_head() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -95,6 +96,30 @@ def test_the_box_weight_reaches_the_loss_from_the_command_line() -> None:
     loss = step_loss_for(given, model, [])
     assert isinstance(loss, MultiTaskLoss) and loss.box_weight == 2.5
     assert step_loss_for(TrainConfig(), model, []).box_weight == 0.0
+
+
+def test_the_decoder_reaches_the_model_from_the_command_line(capsys) -> None:
+    import argparse
+
+    from thyrocam.cli.train import add_train_options, train_config
+    from thyrocam.clinical import default_cat_maps
+    from thyrocam.train.recipe import build_model
+
+    p = argparse.ArgumentParser()
+    add_train_options(p)
+    assert train_config(p.parse_args([])).decoder == "fpn"
+    assert train_config(p.parse_args(["--preset", "ddti"])).decoder == "fpn"
+    given = train_config(p.parse_args(["--preset", "tiny", "--decoder", "unet"]))
+    model, _ = build_model(
+        replace(given, weights=None, arch="resnet10n"),
+        cat_maps=default_cat_maps(),
+        heads=("malignancy", "outline"),
+    )
+    assert model.decoder == "unet" and hasattr(model.outline, "merge")
+    with pytest.raises(SystemExit):
+        p.parse_args(["--decoder", "deeplab"])
+    err = capsys.readouterr().err
+    assert "--decoder" in err and "'deeplab'" in err and "unet" in err
 
 
 def _tiny_heads_model():

@@ -177,6 +177,7 @@ def _write_run_files(
         "descriptor_classes": dict(model.descriptor_classes),
         "pool": model.pool,
         "fusion": model.fusion,
+        "decoder": model.decoder,
         "image_size": preprocessing.size,
         "preprocessing": preprocessing.to_dict(),
         "threshold": float(threshold),
@@ -355,6 +356,7 @@ def load_run(run: str | os.PathLike, *, map_location: str | torch.device = "cpu"
             descriptor_classes=meta.get("descriptor_classes") or None,
             pool=meta.get("pool", "mean"),  # runs written before pooling choices: "mean"
             fusion=meta.get("fusion", "joint"),  # and before the stacked fusion: "joint"
+            decoder=meta.get("decoder", "fpn"),  # and before the U-Net decoder: "fpn"
         )
     except (ValueError, TypeError) as exc:
         raise CheckpointError(f"{folder / META}: {exc}") from None

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from thyrocam.imaging import Preprocessing
-from thyrocam.model import Arch, Modalities, Pool
+from thyrocam.model import Arch, Decoder, Modalities, Pool
 
 __all__ = ["TrainConfig", "PRESETS", "seed_everything"]
 
@@ -61,6 +61,8 @@ class TrainConfig:
     # "outline": the image features are layer4 averaged with the model's own predicted
     # outline as weights (thyrocam.model.POOLS), not over the whole crop.
     pool: Pool = "mean"
+    # The outline head's decoder (thyrocam.model.DECODERS): "fpn" or "unet".
+    decoder: Decoder = "fpn"
     descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
     pretrain_epochs: int = 8  # epochs of that synthetic pretraining

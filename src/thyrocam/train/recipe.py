@@ -116,6 +116,7 @@ def build_model(
         heads=heads,
         descriptor_classes=descriptor_classes_from(cat_maps),
         pool=pool,
+        decoder=config.decoder,
     )
     init = load_backbone_weights(model, weights=config.weights)
     if config.init_from:

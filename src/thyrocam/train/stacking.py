@@ -116,6 +116,7 @@ def stacked_fusion(
         descriptor_classes=image_model.descriptor_classes or None,
         pool=image_model.pool,
         fusion="stacked",
+        decoder=image_model.decoder,
     )
     missing, unexpected = fused.load_state_dict(image_model.state_dict(), strict=False)
     assert not unexpected and set(missing) == {"image_head.weight", "image_head.bias"}
