@@ -38,7 +38,7 @@ PAYLOAD = {
 }
 
 
-def _image_net(seed: int = 0) -> ThyroidNet:
+def _image_net(seed: int = 0, decoder: str = "fpn") -> ThyroidNet:
     torch.manual_seed(seed)
     return ThyroidNet(
         arch="resnet10n",
@@ -47,11 +47,13 @@ def _image_net(seed: int = 0) -> ThyroidNet:
         heads=("malignancy", "outline", "descriptors"),
         descriptor_classes=descriptor_classes_from(CAT_MAPS),
         pool="outline",
+        decoder=decoder,
     ).eval()
 
 
-def test_stacked_fusion_is_the_weighed_image_logit_plus_the_regression() -> None:
-    image = _image_net()
+@pytest.mark.parametrize("decoder", ["fpn", "unet"])
+def test_stacked_fusion_is_the_weighed_image_logit_plus_the_regression(decoder: str) -> None:
+    image = _image_net(decoder=decoder)
     w = torch.randn(28, generator=torch.Generator().manual_seed(1))
     fused = stacked_fusion(image, clinical_weight=w, bias=0.3, image_weight=0.4)
     x = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
@@ -65,6 +67,7 @@ def test_stacked_fusion_is_the_weighed_image_logit_plus_the_regression() -> None
         for name in ("outline", "composition", "calcifications"):
             assert torch.equal(mine[name], theirs[name])
     assert fused.modalities == "both" and image.modalities == "image"
+    assert fused.decoder == image.decoder == decoder
     # The descriptors enter linearly, so each field's Shapley value is exactly its own
     # terms of the regression: its one-hot entries and its mask entry times the weights.
     att = descriptor_attributions(fused, x[:1], clin[:1], cat_maps=CAT_MAPS)
