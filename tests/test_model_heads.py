@@ -290,6 +290,44 @@ def test_the_unet_decoder_refines_every_merge_and_round_trips(tmp_path: Path) ->
     assert err.value.field == "decoder" and "unet" in str(err.value)
 
 
+def test_the_unet_decoder_trains_an_auxiliary_outline_with_the_same_loss() -> None:
+    from thyrocam.train.losses import MultiTaskLoss
+
+    model = _net("resnet10n", pool="outline", decoder="unet")
+    assert set(model.outline_aux.state_dict()) == FPN_KEYS  # the light decoder
+    assert not hasattr(_net("resnet10n"), "outline_aux")
+    x = torch.randn(2, 3, 64, 64)
+    assert "outline_aux" not in model.eval().forward_heads(x)  # inference: the heads only
+    out = model.train().forward_heads(x)
+    assert out["outline_aux"].shape == out["outline"].shape == (2, 1, 64, 64)
+    mask = torch.zeros(2, 1, 64, 64)
+    mask[:, :, 16:48, 16:48] = 1.0
+    batch = {
+        "image": x,
+        "clinical": torch.zeros(2, model.clinical_dim),
+        "label": torch.tensor([0.0, 1.0]),
+        "mask": mask,
+        "has_mask": torch.tensor([1.0, 1.0]),
+        "descriptors": torch.full((2, 4), -1),
+        "frame": torch.randn(2, 3, 48, 48),
+        "frame_mask": torch.zeros(2, 1, 48, 48),
+    }
+    loss = MultiTaskLoss()
+    torch.manual_seed(1)
+    before, logs = loss(model, batch)
+    # The auxiliary head's logits enter the loss (on crops and frames alike) ...
+    with torch.no_grad():
+        model.outline_aux.out.bias += 5.0
+    torch.manual_seed(1)
+    after, _ = loss(model, batch)
+    assert float(after.detach()) > float(before.detach()) + 0.5
+    # ... and train the backbone beside the U-Net decoder.
+    model.zero_grad()
+    after.backward()
+    assert model.outline_aux.out.weight.grad.abs().sum() > 0
+    assert model.cnn.layer1[0].conv1.weight.grad.abs().sum() > 0
+
+
 def test_outline_pooling_needs_the_outline_head() -> None:
     with pytest.raises(InputError) as err:
         _net(heads=("malignancy", "descriptors"), pool="outline")

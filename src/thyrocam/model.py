@@ -63,9 +63,7 @@ Pool = Literal["mean", "outline"]
 # on an image network's logit, which the model keeps as its "image" output).
 FUSIONS = ("joint", "stacked")
 Fusion = Literal["joint", "stacked"]
-# The outline head's decoder (OutlineDecoder): "fpn" (the first version and the presets':
-# each stage projected and added top-down, one 3x3 convolution at stride 4) or "unet"
-# (a 3x3 conv-BN-ReLU after every top-down merge and two at stride 4, as a U-Net decoder).
+# The outline head's decoder (OutlineDecoder): "fpn" (the presets') or "unet".
 DECODERS = ("fpn", "unet")
 Decoder = Literal["fpn", "unet"]
 
@@ -183,6 +181,10 @@ class ThyroidNet(nn.Module):
             # ResNet-10's FPN width) it found the nodule less often than the FPN one.
             width = 64 if decoder == "unet" else min(64, 2 * channels[0])
             self.outline = OutlineDecoder(channels, width=width, kind=decoder)
+            if decoder == "unet":
+                # Deep supervision (training only): a light head on the same outlines keeps
+                # the backbone shaped by them (without it the image AUC fell; docs/ddti.md).
+                self.outline_aux = OutlineDecoder(channels, width=min(64, 2 * channels[0]))
         if "descriptors" in self.heads:
             # One small linear head per field over the pooled image features: the
             # descriptor heads read the image only, never the entered descriptors.
@@ -221,11 +223,13 @@ class ThyroidNet(nn.Module):
             ``field: (B, k)`` logits per descriptor field (columns in the order
             of ``cat_maps["fields"][field]``) when it has ``"descriptors"``, and
             ``"image": (B, 1)``, the image network's own logit, for a stacked fusion.
+            In training mode a ``"unet"`` model also returns ``"outline_aux"``
+            ``(B, 1, H, W)``: its auxiliary outline logits, a training signal only.
         """
         batch = img.shape[0]
         out: dict[str, torch.Tensor] = {}
         needs_cnn = self.modalities != "clinical" or len(self.heads) > 1
-        outline, pooled = self._backbone(img) if needs_cnn else (None, None)
+        outline, pooled, aux = self._backbone(img) if needs_cnn else (None, None, None)
         if self.modalities == "clinical":
             weight = self.head[-1].weight
             f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
@@ -237,20 +241,28 @@ class ThyroidNet(nn.Module):
             out["image"] = self.image_head(f_img)
         if outline is not None:
             out["outline"] = outline
+        if aux is not None:
+            out["outline_aux"] = aux
         if "descriptors" in self.heads:
             for f, head in self.descriptor_heads.items():
                 out[f] = head(pooled)
         return out
 
-    def _backbone(self, img: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor]:
-        """``img (B, 3, H, W)`` -> ``(outline, pooled)`` from one pass through the stages:
-        the outline head's logits ``(B, 1, H, W)`` (``None`` without that head) and the
-        image features ``(B, C)`` read from layer4 by :meth:`_pooled`."""
+    def _backbone(
+        self, img: torch.Tensor
+    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
+        """``img (B, 3, H, W)`` -> ``(outline, pooled, aux)`` from one pass through the
+        stages: the outline head's logits ``(B, 1, H, W)`` (``None`` without that head),
+        the image features ``(B, C)`` read from layer4 by :meth:`_pooled`, and in training
+        mode the auxiliary outline logits of a ``"unet"`` model (else ``None``)."""
         feats = self.forward_stages(img)
-        outline = None
+        outline = aux = None
         if "outline" in self.heads:
-            outline = self.outline(feats, size=tuple(img.shape[-2:]))
-        return outline, self._pooled(feats[-1], outline)
+            size = tuple(img.shape[-2:])
+            outline = self.outline(feats, size=size)
+            if self.training and self.decoder == "unet":
+                aux = self.outline_aux(feats, size=size)
+        return outline, self._pooled(feats[-1], outline), aux
 
     def _pooled(self, last: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
         """layer4's map ``(B, C, h, w)`` -> image features ``(B, C)``: its mean, or its mean
@@ -313,11 +325,9 @@ class OutlineDecoder(nn.Module):
     input size. ``kind="fpn"``: one 3x3 convolution after the last merge (about
     0.2 M parameters for resnet18). ``kind="unet"``: a 3x3 conv-BN-ReLU after
     every merge and two at stride 4, so each scale is refined before the next
-    finer one is added, as in a U-Net decoder (about 0.2 M parameters at width 64).
-    On the DDTI folds (docs/ddti.md) the narrow ResNet-10 with the ``"unet"``
-    decoder at width 64 found the nodule on whole frames more often (automatic
-    box +0.08 on two sets of folds) but its image AUC and Grad-CAM were worse,
-    and it trains about 1.9x slower; at width 32 it was no better than ``"fpn"``.
+    finer one is added (0.2 M parameters at width 64, trained beside an ``"fpn"``
+    auxiliary head): on the DDTI folds it found the nodule on whole frames more
+    often than ``"fpn"`` and trains about twice as slowly (docs/ddti.md).
     """
 
     def __init__(

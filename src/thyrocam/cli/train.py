@@ -159,8 +159,9 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "--decoder",
         choices=DECODERS,
         help="the outline head's decoder: 'fpn' (default: one convolution after the "
-        "top-down merge) or 'unet' (64 channels, a convolution after every merge: finds "
-        "the nodule on whole frames more often, trains about 1.9x slower)",
+        "top-down merge) or 'unet' (64 channels, a convolution after every merge, trained "
+        "beside an auxiliary 'fpn' head: finds the nodule on whole frames more often, "
+        "trains about 2x slower)",
     )
     g.add_argument(
         "--fusion",

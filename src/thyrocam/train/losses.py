@@ -143,10 +143,10 @@ class MultiTaskLoss:
         )
         logs = {"bce": float(loss.detach())}
         if "outline" in heads:
-            o = self._outline(out["outline"], batch["mask"], batch["has_mask"])
+            o = self._outlines(out, batch["mask"], batch["has_mask"])
             if "frame" in batch:
-                frame_logits = _forward_heads(model, batch["frame"], None)["outline"]
-                f = self._outline(frame_logits, batch["frame_mask"], batch["has_mask"])
+                frame_out = _forward_heads(model, batch["frame"], None)
+                f = self._outlines(frame_out, batch["frame_mask"], batch["has_mask"])
                 o = (1.0 - self.frame_share) * o + self.frame_share * f
             loss = loss + self.outline_weight * o
             logs["outline"] = float(o.detach())
@@ -155,6 +155,16 @@ class MultiTaskLoss:
             loss = loss + self.descriptor_weight * d
             logs["descriptors"] = float(d.detach())
         return loss, logs
+
+    def _outlines(
+        self, out: dict[str, torch.Tensor], target: torch.Tensor, has: torch.Tensor
+    ) -> torch.Tensor:
+        """The outline term of one forward: its ``"outline"`` logits, plus with equal
+        weight the ``"outline_aux"`` ones a ``"unet"`` model returns while training."""
+        o = self._outline(out["outline"], target, has)
+        if "outline_aux" in out:
+            o = o + self._outline(out["outline_aux"], target, has)
+        return o
 
     def _outline(
         self, logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor
