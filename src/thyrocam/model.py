@@ -179,12 +179,14 @@ class ThyroidNet(nn.Module):
             channels = _stage_channels(self.cnn)
             # The U-Net decoder at 64 channels whatever the backbone: at 32 (the narrow
             # ResNet-10's FPN width) it found the nodule less often than the FPN one.
-            width = 64 if decoder == "unet" else min(64, 2 * channels[0])
-            self.outline = OutlineDecoder(channels, width=width, kind=decoder)
+            light = min(64, 2 * channels[0])
+            self.outline = OutlineDecoder(
+                channels, width=64 if decoder == "unet" else light, kind=decoder
+            )
             if decoder == "unet":
                 # Deep supervision (training only): a light head on the same outlines keeps
                 # the backbone shaped by them (without it the image AUC fell; docs/ddti.md).
-                self.outline_aux = OutlineDecoder(channels, width=min(64, 2 * channels[0]))
+                self.outline_aux = OutlineDecoder(channels, width=light)
         if "descriptors" in self.heads:
             # One small linear head per field over the pooled image features: the
             # descriptor heads read the image only, never the entered descriptors.
@@ -229,7 +231,7 @@ class ThyroidNet(nn.Module):
         batch = img.shape[0]
         out: dict[str, torch.Tensor] = {}
         needs_cnn = self.modalities != "clinical" or len(self.heads) > 1
-        outline, pooled, aux = self._backbone(img) if needs_cnn else (None, None, None)
+        feats, outline, pooled = self._backbone(img) if needs_cnn else (None, None, None)
         if self.modalities == "clinical":
             weight = self.head[-1].weight
             f_img = torch.zeros(batch, self.hidden, dtype=weight.dtype, device=weight.device)
@@ -241,8 +243,8 @@ class ThyroidNet(nn.Module):
             out["image"] = self.image_head(f_img)
         if outline is not None:
             out["outline"] = outline
-        if aux is not None:
-            out["outline_aux"] = aux
+        if outline is not None and self.training and self.decoder == "unet":
+            out["outline_aux"] = self.outline_aux(feats, size=tuple(img.shape[-2:]))
         if "descriptors" in self.heads:
             for f, head in self.descriptor_heads.items():
                 out[f] = head(pooled)
@@ -250,19 +252,16 @@ class ThyroidNet(nn.Module):
 
     def _backbone(
         self, img: torch.Tensor
-    ) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor | None]:
-        """``img (B, 3, H, W)`` -> ``(outline, pooled, aux)`` from one pass through the
-        stages: the outline head's logits ``(B, 1, H, W)`` (``None`` without that head),
-        the image features ``(B, C)`` read from layer4 by :meth:`_pooled`, and in training
-        mode the auxiliary outline logits of a ``"unet"`` model (else ``None``)."""
+    ) -> tuple[list[torch.Tensor], torch.Tensor | None, torch.Tensor]:
+        """``img (B, 3, H, W)`` -> ``(feats, outline, pooled)`` from one pass through the
+        stages: the stages' maps (:meth:`forward_stages`), the outline head's logits
+        ``(B, 1, H, W)`` (``None`` without that head) and the image features ``(B, C)``
+        read from layer4 by :meth:`_pooled`."""
         feats = self.forward_stages(img)
-        outline = aux = None
+        outline = None
         if "outline" in self.heads:
-            size = tuple(img.shape[-2:])
-            outline = self.outline(feats, size=size)
-            if self.training and self.decoder == "unet":
-                aux = self.outline_aux(feats, size=size)
-        return outline, self._pooled(feats[-1], outline), aux
+            outline = self.outline(feats, size=tuple(img.shape[-2:]))
+        return feats, outline, self._pooled(feats[-1], outline)
 
     def _pooled(self, last: torch.Tensor, outline: torch.Tensor | None) -> torch.Tensor:
         """layer4's map ``(B, C, h, w)`` -> image features ``(B, C)``: its mean, or its mean
@@ -278,7 +277,7 @@ class ThyroidNet(nn.Module):
         """``img (B, 3, H, W)`` -> image features ``(B, hidden)``."""
         if self.pool == "mean":
             return self.img_proj(self.cnn(img))  # no need to run the outline decoder
-        return self.img_proj(self._backbone(img)[1])
+        return self.img_proj(self._backbone(img)[2])
 
     def forward_clinical(self, clin: torch.Tensor | None, batch: int) -> torch.Tensor:
         """``clin (B, D)`` or ``None`` (all missing) -> descriptor features ``(B, hidden)``."""
@@ -347,10 +346,9 @@ class OutlineDecoder(nn.Module):
     def forward(self, feats: list[torch.Tensor], *, size: tuple[int, int]) -> torch.Tensor:
         """``feats`` (strides 4, 8, 16, 32) -> logits ``(B, 1, *size)``."""
         x = self.lateral[-1](feats[-1])
-        laterals = list(zip(self.lateral[:-1], feats[:-1], strict=True))
-        for k in reversed(range(len(laterals))):
-            lat, f = laterals[k]
-            x = lat(f) + nn.functional.interpolate(
+        for k in reversed(range(len(feats) - 1)):
+            f = feats[k]
+            x = self.lateral[k](f) + nn.functional.interpolate(
                 x, size=f.shape[-2:], mode="bilinear", align_corners=False
             )
             if self.kind == "unet":
