@@ -140,6 +140,21 @@ def test_cli_cv_save_runs_writes_loadable_fold_runs(
     outlined = sum(1 for s in samples if s.polygons)
     assert f"2 fold networks, {outlined} held-out frames with an outline" in printed
     assert "| the predictor's (search, then close-up) |" in printed
+    # ... and what benchmarks/cam_study.py explains with every method of the table
+    from thyrocam.explain import METHODS
+
+    study = runpy.run_path(str(Path(__file__).parents[1] / "benchmarks" / "cam_study.py"))
+    assert study["main"]([str(out), "--ddti", str(synth_dir)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == f"2 fold networks of {out}"
+    rows = {line.split()[0]: [float(v) for v in line.split()[1:]] for line in lines[2:]}
+    assert set(rows) == set(METHODS)
+    for name, (inside, area, _, prior, empty) in rows.items():
+        assert 0 <= empty <= 1, name
+        if empty < 1:  # over the maps with positive evidence (NaN when a fold has none)
+            shares = np.array([inside, area, prior])
+            assert np.all((shares[~np.isnan(shares)] >= 0) & (shares[~np.isnan(shares)] <= 1))
+    assert any(not np.isnan(v).any() for v in rows.values())
 
 
 def test_cli_cv_rejects_bad_models_and_writes_nothing(
@@ -194,7 +209,7 @@ def test_outline_lr_reads_the_pixels_inside_the_outline(
 
 def test_cam_energy_counts_maps_without_positive_evidence(synth_dir: Path) -> None:
     from thyrocam.clinical import default_cat_maps
-    from thyrocam.cv.networks import _cam_energy
+    from thyrocam.cv.networks import cam_energy
     from thyrocam.data import ThyroidDataset
     from thyrocam.imaging import Preprocessing
     from thyrocam.model import ThyroidNet
@@ -206,12 +221,53 @@ def test_cam_energy_counts_maps_without_positive_evidence(synth_dir: Path) -> No
     )  # fmt: skip
     torch.manual_seed(2)
     model = ThyroidNet(arch="resnet10n", clinical_dim=28).eval()
-    seen = _cam_energy(model, ds, torch.device("cpu"), cam_cases=6)
+    seen = cam_energy(model, ds, torch.device("cpu"), cam_cases=6)
     assert 0.0 <= seen["cam_empty_share"] < 1.0 and 0.0 <= seen["cam_energy_inside"] <= 1.0
     # A logit that ignores the image has no positive evidence anywhere: every map is
     # empty, and the energy shares (over non-empty maps) are not reported as if measured.
     with torch.no_grad():
         model.img_proj[0].weight.zero_()
         model.img_proj[0].bias.zero_()
-    assert _cam_energy(model, ds, torch.device("cpu"), cam_cases=6) == {"cam_empty_share": 1.0}
+    assert cam_energy(model, ds, torch.device("cpu"), cam_cases=6) == {"cam_empty_share": 1.0}
 
+
+
+def test_cam_energy_reads_any_method_of_the_table(synth_dir: Path) -> None:
+    from thyrocam.clinical import default_cat_maps
+    from thyrocam.cv.networks import cam_energy
+    from thyrocam.data import ThyroidDataset
+    from thyrocam.errors import InputError
+    from thyrocam.explain import METHODS
+    from thyrocam.imaging import Preprocessing
+    from thyrocam.model import ThyroidNet
+
+    samples, _, _ = prepare_samples(synth_dir)
+    ds = ThyroidDataset(
+        samples[:4], preprocessing=Preprocessing(mode="roi", size=64),
+        cat_maps=default_cat_maps(), targets=True,
+    )  # fmt: skip
+    cpu = torch.device("cpu")
+    torch.manual_seed(3)
+    model = ThyroidNet(
+        arch="resnet10n", clinical_dim=28, heads=("malignancy", "outline"), pool="outline"
+    ).eval()
+    seen = {}
+    for name in ("gradcam", "hirescam", "layercam"):
+        # The same share computed here from the table's engine and layers, map by map.
+        m, inside = METHODS[name], []
+        with torch.enable_grad(), m.cam_class(model, m.layers(model)) as engine:
+            for i in range(len(ds)):
+                item = ds[i]
+                mask = item["mask"][0].numpy() > 0.5
+                cam, _ = engine(item["image"][None], clinical=item["clinical"][None])
+                if item["has_mask"] and mask.any() and cam.sum() > 0:
+                    inside.append(float(cam[mask].sum() / cam.sum()))
+        assert inside, name
+        seen[name] = cam_energy(model, ds, cpu, cam_cases=len(ds), method=name)
+        assert seen[name]["cam_energy_inside"] == pytest.approx(np.mean(inside), abs=1e-6)
+    # Each method's share is its own: the methods' maps differ on this network.
+    assert len({round(seen[n]["cam_energy_inside"], 5) for n in seen}) == 3
+    assert cam_energy(model, ds, cpu, cam_cases=len(ds), method="Grad-CAM") == seen["gradcam"]
+    with pytest.raises(InputError) as err:
+        cam_energy(model, ds, cpu, cam_cases=len(ds), method="saliency")
+    assert err.value.field == "method" and "'saliency'" in str(err.value)

@@ -16,10 +16,10 @@ from thyrocam.checkpoint import save_run
 from thyrocam.clinical import fit_cat_maps
 from thyrocam.cv.lines import THRESHOLD, OutlineLR, outline_features, score, sigmoid
 from thyrocam.data import Sample, ThyroidDataset
-from thyrocam.explain import GradCAM
+from thyrocam.explain import get_method
 from thyrocam.explain.measures import centre_map
 from thyrocam.imaging import Box, load_frame, outline_boxes, to_tensor
-from thyrocam.model import ThyroidNet, default_target_layer
+from thyrocam.model import ThyroidNet
 from thyrocam.predictor.autobox import (
     MASK_THRESHOLD,
     REFINE_THRESHOLD,
@@ -162,7 +162,7 @@ def score_network(
         res["descriptor_accuracy"] = float(np.mean(list(per_field.values()))) if per_field else None
         res["descriptor_accuracy_by_field"] = per_field
     if config.modalities != "clinical" and cam_cases > 0:
-        res.update(_cam_energy(model, ds, device, cam_cases=cam_cases))
+        res.update(cam_energy(model, ds, device, cam_cases=cam_cases))
     return res
 
 
@@ -207,15 +207,22 @@ def _autobox_scores(model: ThyroidNet, config: TrainConfig, test_s: Sequence[Sam
     }
 
 
-def _cam_energy(
-    model: ThyroidNet, ds: ThyroidDataset, device: torch.device, *, cam_cases: int
+def cam_energy(
+    model: ThyroidNet,
+    ds: ThyroidDataset,
+    device: torch.device,
+    *,
+    cam_cases: int,
+    method: str = "gradcam",
 ) -> dict:
-    """Mean share of Grad-CAM energy inside the outline, the outline's mean area share, and
-    the share a centred Gaussian (the report's centre-bias baseline) puts inside, over the
-    maps with positive evidence; and the share of outlined crops whose map has none (all
-    zero), which the energy shares cannot count."""
+    """Mean share of the malignant logit's CAM energy inside the outline, the outline's mean
+    area share, and the share a centred Gaussian (the report's centre-bias baseline) puts
+    inside, over the maps with positive evidence; and the share of outlined crops whose map
+    has none (all zero), which the energy shares cannot count. ``method``: a name from
+    :data:`thyrocam.explain.METHODS` (``cv.json`` reports Grad-CAM's)."""
+    m = get_method(method)
     inside, share, prior, empty = [], [], [], 0
-    with torch.enable_grad(), GradCAM(model, default_target_layer(model)) as engine:
+    with torch.enable_grad(), m.cam_class(model, m.layers(model)) as engine:
         for i in range(min(cam_cases, len(ds))):
             item = ds[i]
             mask = item["mask"][0].numpy() > 0.5
