@@ -207,18 +207,24 @@ def test_outline_lr_reads_the_pixels_inside_the_outline(
     assert "<td>dice</td>" not in html  # no network ran: no outline to score
 
 
-def test_cam_energy_counts_maps_without_positive_evidence(synth_dir: Path) -> None:
+def _crops(synth_dir: Path, n: int):
+    """The first ``n`` synthetic frames as 64 px nodule crops with their outline masks."""
     from thyrocam.clinical import default_cat_maps
-    from thyrocam.cv.networks import cam_energy
     from thyrocam.data import ThyroidDataset
     from thyrocam.imaging import Preprocessing
-    from thyrocam.model import ThyroidNet
 
     samples, _, _ = prepare_samples(synth_dir)
-    ds = ThyroidDataset(
-        samples[:6], preprocessing=Preprocessing(mode="roi", size=64),
+    return ThyroidDataset(
+        samples[:n], preprocessing=Preprocessing(mode="roi", size=64),
         cat_maps=default_cat_maps(), targets=True,
     )  # fmt: skip
+
+
+def test_cam_energy_counts_maps_without_positive_evidence(synth_dir: Path) -> None:
+    from thyrocam.cv.networks import cam_energy
+    from thyrocam.model import ThyroidNet
+
+    ds = _crops(synth_dir, 6)
     torch.manual_seed(2)
     model = ThyroidNet(arch="resnet10n", clinical_dim=28).eval()
     seen = cam_energy(model, ds, torch.device("cpu"), cam_cases=6)
@@ -231,21 +237,13 @@ def test_cam_energy_counts_maps_without_positive_evidence(synth_dir: Path) -> No
     assert cam_energy(model, ds, torch.device("cpu"), cam_cases=6) == {"cam_empty_share": 1.0}
 
 
-
 def test_cam_energy_reads_any_method_of_the_table(synth_dir: Path) -> None:
-    from thyrocam.clinical import default_cat_maps
     from thyrocam.cv.networks import cam_energy
-    from thyrocam.data import ThyroidDataset
     from thyrocam.errors import InputError
     from thyrocam.explain import METHODS
-    from thyrocam.imaging import Preprocessing
     from thyrocam.model import ThyroidNet
 
-    samples, _, _ = prepare_samples(synth_dir)
-    ds = ThyroidDataset(
-        samples[:4], preprocessing=Preprocessing(mode="roi", size=64),
-        cat_maps=default_cat_maps(), targets=True,
-    )  # fmt: skip
+    ds = _crops(synth_dir, 4)
     cpu = torch.device("cpu")
     torch.manual_seed(3)
     model = ThyroidNet(
