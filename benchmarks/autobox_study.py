@@ -18,14 +18,13 @@ nodule. The printed table is one run, all rows on the same networks and frames.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from thyrocam.checkpoint import load_run
-from thyrocam.cv.networks import sample_outline_boxes
+from thyrocam.cv.networks import fold_test_samples, sample_outline_boxes
 from thyrocam.data.samples import Sample, prepare_samples
 from thyrocam.imaging import Box, Preprocessing, load_frame, to_tensor
 from thyrocam.predictor.autobox import (
@@ -60,15 +59,14 @@ def _offset(core: Box | None, outlines: list[Box]) -> float:
 
 
 @torch.no_grad()
-def study_run(run: Path, by_case: dict[str, list[Sample]], rng: np.random.Generator) -> dict:
+def study_run(run: Path, samples: list[Sample], rng: np.random.Generator) -> dict:
     """``{"product": [IoU per frame], (shift, growth): [IoU per frame], ...}`` for one fold."""
     info = load_run(run)
     model = info.model.eval()
-    crop = Preprocessing.from_dict(info.meta["preprocessing"])
+    crop = info.preprocessing
     search = Preprocessing.from_dict(info.meta["outline_input"])
-    test = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"]
     # Frames in split.json's case order: each draws its shift direction from ``rng`` in turn.
-    frames = [sample for case in test for sample in by_case.get(case, [])]
+    frames = fold_test_samples(run, samples)
     out: dict = {"product": [], "core_offset": []} | {(d, g): [] for d in SHIFTS for g in GROWTH}
     for sample in frames:
         outlines = sample_outline_boxes(sample)
@@ -112,13 +110,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(f"{args.cv}/runs: no fold*-image run; run thyrocam cv --save-runs first")
     torch.set_num_threads(min(2, torch.get_num_threads()))
     samples, _, _ = prepare_samples(args.ddti)
-    by_case: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_case.setdefault(s.case_id, []).append(s)
     rng = np.random.default_rng(args.seed)
     total: dict = {}
     for run in runs:
-        for key, values in study_run(run, by_case, rng).items():
+        for key, values in study_run(run, samples, rng).items():
             total.setdefault(key, []).extend(values)
     n = len(total["product"])
     print(f"{len(runs)} fold networks, {n} held-out frames with an outline")

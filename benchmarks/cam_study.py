@@ -18,30 +18,33 @@ the same networks and crops.
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from thyrocam.checkpoint import load_run
-from thyrocam.cv.networks import cam_energy
+from thyrocam.cv.networks import cam_energy, fold_test_samples
 from thyrocam.data import ThyroidDataset
 from thyrocam.data.samples import Sample, prepare_samples
 from thyrocam.explain import METHODS
-from thyrocam.imaging import Preprocessing
 
-KEYS = ("cam_energy_inside", "outline_area_share", "cam_ratio", "centre_prior_inside")
+COLUMNS = (
+    "cam_energy_inside",
+    "outline_area_share",
+    "cam_ratio",
+    "centre_prior_inside",
+    "cam_empty_share",
+)
 
 
-def study_run(run: Path, by_case: dict[str, list[Sample]], methods: list[str]) -> dict:
+def study_run(run: Path, samples: list[Sample], methods: list[str]) -> dict:
     """``{method: cam_energy(...)}`` for one fold network on its held-out crops."""
     info = load_run(run)
     model = info.model.eval()
-    test = json.loads((run / "split.json").read_text(encoding="utf-8"))["test"]
     ds = ThyroidDataset(
-        [sample for case in test for sample in by_case.get(case, [])],
-        preprocessing=Preprocessing.from_dict(info.meta["preprocessing"]),
+        fold_test_samples(run, samples),
+        preprocessing=info.preprocessing,
         cat_maps=info.cat_maps,
         targets=True,
     )
@@ -57,17 +60,14 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     methods = args.methods.split(",")
     samples, _, _ = prepare_samples(args.ddti)
-    by_case: dict[str, list[Sample]] = {}
-    for s in samples:
-        by_case.setdefault(s.case_id, []).append(s)
     runs = sorted((args.cv / "runs").glob("fold*-image"))
     if not runs:
         p.error(f"cv: no fold*-image runs under {args.cv / 'runs'}; run `thyrocam cv --save-runs`")
-    folds = [study_run(run, by_case, methods) for run in runs]
+    folds = [study_run(run, samples, methods) for run in runs]
     print(f"{len(runs)} fold networks of {args.cv}")
-    print(f"{'method':16s}" + "".join(f"{k:>22s}" for k in (*KEYS, "cam_empty_share")))
+    print(f"{'method':16s}" + "".join(f"{k:>22s}" for k in COLUMNS))
     for m in methods:
-        cells = [np.mean([f[m].get(k, np.nan) for f in folds]) for k in (*KEYS, "cam_empty_share")]
+        cells = [np.mean([f[m].get(k, np.nan) for f in folds]) for k in COLUMNS]
         print(f"{m:16s}" + "".join(f"{c:22.3f}" for c in cells))
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -12,7 +13,7 @@ import torch
 from PIL import Image
 from torch.utils.data import DataLoader
 
-from thyrocam.checkpoint import save_run
+from thyrocam.checkpoint import SPLIT, save_run
 from thyrocam.clinical import fit_cat_maps
 from thyrocam.cv.lines import THRESHOLD, OutlineLR, outline_features, score, sigmoid
 from thyrocam.data import Sample, ThyroidDataset
@@ -100,6 +101,16 @@ def save_fold_run(
             "test": sorted({s.case_id for s in split[2]}),
         },
     )
+
+
+def fold_test_samples(run: Path, samples: Sequence[Sample]) -> list[Sample]:
+    """The samples of a :func:`save_fold_run` folder's test cases, in ``split.json``'s
+    case order (each case's samples in the order of ``samples``)."""
+    test = json.loads((run / SPLIT).read_text(encoding="utf-8"))["test"]
+    by_case: dict[str, list[Sample]] = {}
+    for s in samples:
+        by_case.setdefault(s.case_id, []).append(s)
+    return [sample for case in test for sample in by_case.get(case, [])]
 
 
 @torch.no_grad()
