@@ -6,7 +6,8 @@ A run folder holds::
     meta.json           architecture, preprocessing, threshold, label definition, versions, config
     cat_maps.json       the descriptor encoding the model was trained with
     metrics.json        validation/test metrics (updated by ``thyrocam evaluate``)
-    split.json          the case ids of the train/val/test splits (written by training)
+    split.json          the case ids of the train/val/test splits (written by training;
+                        train_outline_only: unlabelled cases whose outlines it learnt)
     problems.txt        what the data reader skipped or degraded, one line each
 
 :func:`save_run` writes the folder atomically; :func:`load_run` checks every

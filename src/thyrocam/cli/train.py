@@ -229,6 +229,13 @@ def _add_input_options(p: argparse.ArgumentParser) -> None:
         help="the whole frames' share of the outline loss, the crops having the rest "
         "(default 0.5)",
     )
+    g.add_argument(
+        "--unlabelled-outlines",
+        dest="unlabelled_outlines",
+        action=argparse.BooleanOptionalAction,
+        help="also train the outline head on the outlined frames of cases without a label "
+        "(never scored): finds the nodule on whole frames a little more often",
+    )
 
 
 def _add_optimisation_options(p: argparse.ArgumentParser) -> None:

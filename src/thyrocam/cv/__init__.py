@@ -47,7 +47,7 @@ from thyrocam.cv.lines import THRESHOLD, case_folds, descriptor_lr, fit_logistic
 from thyrocam.cv.models import CV_MODELS
 from thyrocam.cv.networks import fit_fold, pretrain_once, save_fold_run, score_network
 from thyrocam.cv.report import CV_COLUMNS, write_cv_html
-from thyrocam.data import Sample, prepare_samples
+from thyrocam.data import Sample, outline_only_samples, prepare_samples
 from thyrocam.errors import InputError
 from thyrocam.model import resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
@@ -93,6 +93,10 @@ def cross_validate(
     device = resolve_device(config.device)
     samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
     fold_idx = case_folds(samples, folds=folds, seed=config.seed)
+    # Unlabelled cases are in no fold: their outlines join every fold's training set.
+    outline_only = []
+    if config.unlabelled_outlines:
+        outline_only = outline_only_samples(data, label_source=config.label_source)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     start = time.perf_counter()
@@ -120,6 +124,7 @@ def cross_validate(
             cam_cases=cam_cases,
             statistics_cache=statistics_cache,
             runs=out / "runs" if save_runs else None,
+            outline_only=outline_only,
         )
         for name, res in rows.items():
             per_fold[name].append(res)
@@ -130,6 +135,7 @@ def cross_validate(
         "label_definition": label_definition,
         "n_images": len(samples),
         "n_cases": len({s.case_id for s in samples}),
+        "n_outline_only_images": len(outline_only),
         "threshold": THRESHOLD,
         "config": asdict(replace(config, device=str(device))),
         "models": {name: _summarise(rows) for name, rows in per_fold.items()},
@@ -163,9 +169,14 @@ def _run_fold(
     cam_cases: int,
     statistics_cache: dict[str, np.ndarray],
     runs: Path | None = None,
+    outline_only: Sequence[Sample] = (),
 ) -> dict[str, dict]:
-    """Every model of one fold, scored on its test cases: ``{model: scores}``."""
+    """Every model of one fold, scored on its test cases: ``{model: scores}``.
+
+    ``outline_only``: unlabelled outlined frames the image networks also train on."""
     cat_maps = fit_cat_maps([s.clinical for s in train_s])
+    # What every network of the fold is fitted with (its stacking halves too).
+    fitting = dict(cat_maps=cat_maps, device=device, start=pretrained, outline_only=outline_only)
     rows: dict[str, dict] = {}
     statistics_lr = None
     image_model = None
@@ -188,21 +199,14 @@ def _run_fold(
                 if image_model is None:
                     image_cfg = replace(cfg, modalities="image")
                     seed_everything(image_cfg.seed)
-                    image_model = fit_fold(image_cfg, train_s, cat_maps, device, start=pretrained)
+                    image_model = fit_fold(image_cfg, train_s, **fitting)
                 model = image_model
             else:
                 seed_everything(cfg.seed)
-                model = fit_fold(cfg, train_s, cat_maps, device, start=pretrained)
+                model = fit_fold(cfg, train_s, **fitting)
             stacking = None
             if stacked:
-                model, stacking = stack_both(
-                    image_model,
-                    train_s,
-                    config=cfg,
-                    cat_maps=cat_maps,
-                    device=device,
-                    start=pretrained,
-                )
+                model, stacking = stack_both(image_model, train_s, config=cfg, **fitting)
             res = score_network(
                 model,
                 cfg,

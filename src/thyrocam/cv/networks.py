@@ -60,12 +60,16 @@ def fit_fold(
     device: torch.device,
     *,
     start: dict[str, torch.Tensor] | None = None,
+    outline_only: Sequence[Sample] = (),
 ) -> ThyroidNet:
     """Train one fold's network for ``config.epochs`` epochs; the last weights are kept.
 
-    ``start``: weights to begin from (those whose name and shape fit this network).
+    ``start``: weights to begin from (those whose name and shape fit this network);
+    ``outline_only``: unlabelled outlined frames its outline head also learns from.
     """
-    return fit_network(config, train_s, cat_maps=cat_maps, device=device, start=start)
+    return fit_network(
+        config, train_s, cat_maps=cat_maps, device=device, start=start, outline_only=outline_only
+    )
 
 
 def save_fold_run(

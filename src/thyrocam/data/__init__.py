@@ -9,6 +9,7 @@ from thyrocam.data.samples import (
     cases_to_samples,
     label_counts,
     load_cases,
+    outline_only_samples,
     prepare_samples,
     split_by_case,
 )
@@ -26,6 +27,7 @@ __all__ = [
     "split_by_case",
     "label_counts",
     "prepare_samples",
+    "outline_only_samples",
     "SynthConfig",
     "make_synthetic_ddti",
     "ThyroidDataset",

@@ -71,7 +71,8 @@ class ThyroidDataset(torch.utils.data.Dataset):
         roi_jitter: ``(shift, zoom)`` of the ROI jitter: the box's centre moves up to
             ``shift`` of its side each way, its side is scaled by ``0.85``-``zoom``.
         seed: seeds the augmentation stream.
-        targets: yield dicts ``{"image", "clinical", "label", "mask" (1, S, S),
+        targets: yield dicts ``{"image", "clinical", "label" (NaN for a sample without
+            one), "mask" (1, S, S),
             "has_mask" (), "descriptors" (4,) int64 (-1: not recorded)}``, plus
             ``"frame"`` (3, F, F) and ``"frame_mask"`` (1, F, F) when
             ``outline_input`` is given, instead of triples.
@@ -159,7 +160,8 @@ class ThyroidDataset(torch.utils.data.Dataset):
             roi = self._jitter_box(roi)
         img, mapping = self.preprocessing.apply(self.frame(i), roi=roi, region=self.region(i))
         clin = self._encode_with_dropout(sample) if self.augment else self._encoded[i]
-        label = torch.tensor(float(sample.label))
+        # NaN: an unlabelled, outlined frame (the multi-task loss leaves it out of the BCE).
+        label = torch.tensor(float("nan") if sample.label is None else float(sample.label))
         if not self.targets:
             x = to_tensor(img)
             if self.augment:

@@ -30,6 +30,7 @@ __all__ = [
     "split_by_case",
     "label_counts",
     "prepare_samples",
+    "outline_only_samples",
     "LABEL_CAVEAT",
 ]
 
@@ -56,7 +57,9 @@ class Sample:
         image_path: the image file.
         polygons: nodule outlines in image pixels, as :attr:`View.polygons`.
         clinical: the six normalised descriptors, ``None`` where missing.
-        label: 0 benign, 1 malignant.
+        label: 0 benign, 1 malignant; ``None`` for a view of an unlabelled case kept
+            for its outline (:func:`outline_only_samples`), which trains the outline and
+            descriptor heads and never the malignancy logit.
         tirads: the DDTI grade or ``None``.
         mask_path: a binary nodule mask, when the manifest gives one.
     """
@@ -65,7 +68,7 @@ class Sample:
     image_path: Path
     polygons: tuple[Polygon, ...]
     clinical: dict[str, str | float | None]
-    label: int
+    label: int | None
     tirads: str | None
     mask_path: Path | None = None
 
@@ -126,23 +129,11 @@ def cases_to_samples(
     samples: list[Sample] = []
     unlabelled: list[str] = []
     for case in cases:
-        case_id = case.case_id if case.case_id is not None else str(case.number)
         label = _case_label(case, label_source)
         if label is None:
-            unlabelled.append(case_id)
+            unlabelled.append(_case_id(case))
             continue
-        samples.extend(
-            Sample(
-                case_id=case_id,
-                image_path=view.image_path,
-                polygons=view.polygons,
-                clinical=dict(case.clinical),
-                label=label,
-                tirads=case.tirads,
-                mask_path=view.mask_path,
-            )
-            for view in case.views
-        )
+        samples.extend(_view_samples(case, label))
     problems: list[str] = []
     if unlabelled:
         missing = {
@@ -155,6 +146,49 @@ def cases_to_samples(
         )
         problems.append(f"{len(unlabelled)} cases have {missing}; left out ({shown})")
     return samples, problems
+
+
+def _case_id(case: Case) -> str:
+    return case.case_id if case.case_id is not None else str(case.number)
+
+
+def _view_samples(case: Case, label: int | None) -> list[Sample]:
+    return [
+        Sample(
+            case_id=_case_id(case),
+            image_path=view.image_path,
+            polygons=view.polygons,
+            clinical=dict(case.clinical),
+            label=label,
+            tirads=case.tirads,
+            mask_path=view.mask_path,
+        )
+        for view in case.views
+    ]
+
+
+def outline_only_samples(
+    data: str | os.PathLike[str], *, label_source: LabelSource = "auto"
+) -> list[Sample]:
+    """The outlined views of the cases :func:`prepare_samples` leaves out for want of a label.
+
+    Each has ``label=None``: it can teach the outline head (and the descriptor heads,
+    where a value is recorded) what a nodule looks like in every training set, and is
+    never scored or split. ``../shared/ddti``: 61 cases have no TI-RADS grade, and 82 frames
+    of 60 of them an outline, beside the 231 labelled frames.
+    """
+    check_choice(label_source, field="label_source", allowed=_LABEL_SOURCES, error=DataError)
+    cases, _ = load_cases(data)
+    out: list[Sample] = []
+    for case in cases:
+        if _case_label(case, label_source) is not None:
+            continue
+        out.extend(
+            s
+            for s in _view_samples(case, None)
+            if s.mask_path is not None or any(len(p) >= 3 for p in s.polygons)
+        )
+    return out
 
 
 def split_by_case(

@@ -64,6 +64,12 @@ class TrainConfig:
     # The outline head's decoder (thyrocam.model.DECODERS): "fpn" or "unet".
     decoder: Decoder = "fpn"
     descriptor_weight: float = 1.0  # weight of the descriptor cross-entropy
+    # Also train the outline (and descriptor) heads on the outlined frames of cases the
+    # data gives no label (thyrocam.data.outline_only_samples): never scored or split.
+    # On DDTI (82 such frames) the automatic box hit more often on two sets of folds
+    # (+0.025, +0.045), but the stacked fusion then admitted the image on a fold where it
+    # hurt, so the ddti presets leave it off (docs/ddti.md).
+    unlabelled_outlines: bool = False
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
     pretrain_epochs: int = 8  # epochs of that synthetic pretraining
     init_from: str | None = None  # a run folder whose weights start this run (same arch)

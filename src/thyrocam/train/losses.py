@@ -16,7 +16,13 @@ import torch.nn.functional as F
 from thyrocam.data.batches import Batch
 from thyrocam.model import DESCRIPTOR_FIELDS
 
-__all__ = ["outline_loss", "box_projection_loss", "descriptor_loss", "MultiTaskLoss"]
+__all__ = [
+    "outline_loss",
+    "box_projection_loss",
+    "descriptor_loss",
+    "malignancy_bce",
+    "MultiTaskLoss",
+]
 
 
 def outline_loss(logits: torch.Tensor, target: torch.Tensor, has: torch.Tensor) -> torch.Tensor:
@@ -97,6 +103,23 @@ def descriptor_loss(
     return torch.stack(terms).mean(), logs
 
 
+def malignancy_bce(logits: torch.Tensor, label: torch.Tensor, *, pos_weight: float) -> torch.Tensor:
+    """Class-weighted BCE of ``(B,)`` logits, averaged over the frames with a label.
+
+    ``label``: ``(B,)`` 0/1, NaN for an unlabelled frame kept for its outline
+    (:func:`~thyrocam.data.samples.outline_only_samples`), whose term is exactly zero.
+    A batch with no label gives 0 (still differentiable).
+    """
+    has = ~torch.isnan(label)
+    weight = torch.tensor([pos_weight], device=logits.device, dtype=logits.dtype)
+    if bool(has.all()):  # the plain mean: a run without unlabelled frames is as before
+        return F.binary_cross_entropy_with_logits(logits, label.to(logits.dtype), pos_weight=weight)
+    target = torch.where(has, label, torch.zeros_like(label)).to(logits.dtype)
+    per = F.binary_cross_entropy_with_logits(logits, target, pos_weight=weight, reduction="none")
+    has = has.to(logits.dtype)
+    return (per * has).sum() / has.sum().clamp(min=1.0)
+
+
 class MultiTaskLoss:
     """``bce + outline_weight * outline + descriptor_weight * descriptors`` from one forward.
 
@@ -136,11 +159,7 @@ class MultiTaskLoss:
         net = getattr(model, "module", model)  # DDP wraps the ThyroidNet
         heads = net.heads
         out = _forward_heads(model, batch["image"], batch["clinical"])
-        logits = out["malignancy"][:, 0]
-        weight = torch.tensor([self.pos_weight], device=logits.device, dtype=logits.dtype)
-        loss = F.binary_cross_entropy_with_logits(
-            logits, batch["label"].to(logits.dtype), pos_weight=weight
-        )
+        loss = malignancy_bce(out["malignancy"][:, 0], batch["label"], pos_weight=self.pos_weight)
         logs = {"bce": float(loss.detach())}
         if "outline" in heads:
             o = self._outlines(out, batch["mask"], batch["has_mask"])

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,7 +19,14 @@ from torch.utils.data import DataLoader, DistributedSampler
 
 from thyrocam.checkpoint import check_run_target, save_run
 from thyrocam.clinical import fit_cat_maps
-from thyrocam.data import Sample, ThyroidDataset, label_counts, prepare_samples, split_by_case
+from thyrocam.data import (
+    Sample,
+    ThyroidDataset,
+    label_counts,
+    outline_only_samples,
+    prepare_samples,
+    split_by_case,
+)
 from thyrocam.model import ThyroidNet, resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.distributed import (
@@ -38,6 +45,7 @@ from thyrocam.train.recipe import (
     stack_both,
     step_loss_for,
     train_dataset,
+    with_outline_only,
 )
 from thyrocam.train.scoring import descriptor_quality, score_fitted
 from thyrocam.train.stacking import Stacking
@@ -58,6 +66,9 @@ class PreparedData:
         label_definition: explicit labels or TI-RADS-derived (with the caveat).
         data: the data path, resolved.
         seed: the split seed.
+        outline_only: outlined frames of unlabelled cases, when the config asks for them
+            (``unlabelled_outlines``): they join the training set of a network with an
+            outline head and are never validated or tested.
     """
 
     train: list[Sample]
@@ -68,16 +79,21 @@ class PreparedData:
     label_definition: str
     data: str
     seed: int
+    outline_only: list[Sample] = field(default_factory=list)
 
     def split_record(self) -> dict:
-        """What ``split.json`` holds: the case ids of each split."""
-        return {
+        """What ``split.json`` holds: the case ids of each split (and of the unlabelled
+        cases whose outlines were trained on, when any were)."""
+        record = {
             "data": self.data,
             "seed": self.seed,
             "train": sorted({s.case_id for s in self.train}),
             "val": sorted({s.case_id for s in self.val}),
             "test": sorted({s.case_id for s in self.test}),
         }
+        if self.outline_only:
+            record["train_outline_only"] = sorted({s.case_id for s in self.outline_only})
+        return record
 
 
 def train(
@@ -208,6 +224,7 @@ def _kept_model(
         device=device,
         start=start,
         epochs=result.epochs_run,  # as many as the image network ran
+        outline_only=prepared.outline_only,
     )
     return fused, result.epochs_run, stacking
 
@@ -253,6 +270,9 @@ def prepare_data(
     """Read ``data``, split it by case and fit the descriptor encoding on the train split."""
     samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
     train_s, val_s, test_s = split_by_case(samples, fractions=config.fractions, seed=config.seed)
+    outline_only = []
+    if config.unlabelled_outlines:
+        outline_only = outline_only_samples(data, label_source=config.label_source)
     if not quiet:
         for line in problems[:20]:
             log.info("data: %s", line)
@@ -264,6 +284,8 @@ def prepare_data(
             label_counts(val_s),
             label_counts(test_s),
         )
+        if outline_only:
+            log.info("outlines of unlabelled cases also trained on: %d frames", len(outline_only))
     return PreparedData(
         train=train_s,
         val=val_s,
@@ -273,6 +295,7 @@ def prepare_data(
         label_definition=label_definition,
         data=str(Path(data).resolve()),
         seed=config.seed,
+        outline_only=outline_only,
     )
 
 
@@ -298,7 +321,7 @@ def _loaders(
     rank, world = (dist.rank, dist.world_size) if dist is not None else (0, 1)
     train_ds = train_dataset(
         config,
-        prepared.train,
+        with_outline_only(prepared.train, prepared.outline_only, heads=heads),
         cat_maps=prepared.cat_maps,
         heads=heads,
         seed=config.seed + rank,  # each rank its own augmentation stream
@@ -308,7 +331,7 @@ def _loaders(
     # The global batch stays config.batch_size, so the schedule and BatchNorm see
     # about what one process would.
     batch = max(1, config.batch_size // world)
-    drop_last = len(prepared.train) // world > batch  # no batch of 1 through BatchNorm
+    drop_last = len(train_ds) // world > batch  # no batch of 1 through BatchNorm
     if dist is None:
         train_dl = DataLoader(
             train_ds,
@@ -359,4 +382,5 @@ def _metrics(
         "validation": validation,
         "test": test,
         "data_problems": len(prepared.problems),
+        "outline_only_frames": len(prepared.outline_only),
     }

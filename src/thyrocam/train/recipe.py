@@ -14,6 +14,7 @@ from __future__ import annotations
 import csv
 import logging
 import tempfile
+from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
 
@@ -50,6 +51,7 @@ __all__ = [
     "stack_both",
     "pretrain_synthetic",
     "train_dataset",
+    "with_outline_only",
 ]
 
 log = logging.getLogger(__name__)
@@ -150,9 +152,12 @@ def load_matching(model: ThyroidNet, state: dict[str, torch.Tensor]) -> list[str
 
 
 def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample]) -> StepLoss:
-    """Class-weighted BCE, plus outline and descriptor terms when ``model`` has those heads."""
-    n_pos = sum(s.label for s in samples)
-    n_neg = len(samples) - n_pos
+    """Class-weighted BCE, plus outline and descriptor terms when ``model`` has those heads.
+
+    The class weight counts the labelled ``samples`` only."""
+    labels = [s.label for s in samples if s.label is not None]
+    n_pos = sum(labels)
+    n_neg = len(labels) - n_pos
     pos_weight = n_neg / n_pos if n_pos and n_neg else 1.0
     if len(model.heads) == 1:
         return MalignancyLoss(pos_weight=pos_weight)
@@ -163,6 +168,14 @@ def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample])
         frame_share=config.outline_frame_share,
         descriptor_weight=config.descriptor_weight,
     )
+
+
+def with_outline_only(
+    samples: Sequence[Sample], outline_only: Sequence[Sample], *, heads: Sequence[str]
+) -> list[Sample]:
+    """``samples``, then the unlabelled outlined frames when the network has an outline head
+    (without it they would teach nothing)."""
+    return [*samples, *outline_only] if "outline" in heads else list(samples)
 
 
 def train_dataset(
@@ -266,12 +279,15 @@ def fit_network(
     start: dict[str, torch.Tensor] | None = None,
     epochs: int | None = None,
     desc: str | None = None,
+    outline_only: Sequence[Sample] = (),
 ) -> ThyroidNet:
     """A network of ``config.modalities`` trained on ``samples`` for ``epochs`` (default
     ``config.epochs``) epochs, without validation; the last weights are kept.
 
     ``start``: weights to begin from (those whose name and shape fit); no synthetic
-    pretraining is run here (``start`` holds it when wanted).
+    pretraining is run here (``start`` holds it when wanted). ``outline_only``:
+    unlabelled outlined frames (:func:`~thyrocam.data.outline_only_samples`) added to
+    the training set of a network with an outline head.
     """
     config = replace(config, pretrain_synthetic=0)
     heads = run_heads(config, samples) if config.modalities != "clinical" else ("malignancy",)
@@ -287,6 +303,7 @@ def fit_network(
         epochs=config.epochs if epochs is None else epochs,
         seed=config.seed,
         desc=desc or f"{config.modalities} epoch",
+        outline_only=outline_only,
     )
     return model.eval()
 
@@ -300,9 +317,17 @@ def _fit_on(
     epochs: int,
     seed: int,
     desc: str,
+    outline_only: Sequence[Sample] = (),
 ) -> None:
-    """:func:`fit_epochs` on the augmented, preloaded training set of ``samples``."""
-    ds = train_dataset(config, samples, cat_maps=cat_maps, heads=model.heads, seed=seed)
+    """:func:`fit_epochs` on the augmented, preloaded training set of ``samples`` (and of
+    ``outline_only`` when ``model`` has an outline head)."""
+    ds = train_dataset(
+        config,
+        with_outline_only(samples, outline_only, heads=model.heads),
+        cat_maps=cat_maps,
+        heads=model.heads,
+        seed=seed,
+    )
     ds.preload()
     fit_epochs(model, ds, config=config, samples=samples, epochs=epochs, seed=seed, desc=desc)
 
@@ -316,6 +341,7 @@ def stack_both(
     device: torch.device,
     start: dict[str, torch.Tensor] | None,
     epochs: int | None = None,
+    outline_only: Sequence[Sample] = (),
 ) -> tuple[ThyroidNet, Stacking]:
     """The ``"both"`` model of ``fusion="stacked"`` (:mod:`thyrocam.train.stacking`).
 
@@ -323,6 +349,8 @@ def stack_both(
         image_model: the image-only network trained on ``samples`` from ``start``.
         config: its recipe; the two half networks are trained with it from ``start``
             for ``epochs`` epochs (default ``config.epochs``).
+        outline_only: the unlabelled outlined frames the image network also trained
+            on; each half network trains on them too (they hold no label to score).
 
     Returns:
         ``(fused model on device, Stacking)``.
@@ -340,6 +368,7 @@ def stack_both(
             start=start,
             epochs=epochs,
             desc=f"stacking half {h + 1}/2 epoch",
+            outline_only=outline_only,
         )
 
     def dataset(subset: list[Sample]) -> ThyroidDataset:
