@@ -17,9 +17,21 @@ from thyrocam.clinical import fit_cat_maps
 from thyrocam.data import ThyroidDataset, outline_only_samples, prepare_samples
 from thyrocam.train import TrainConfig, train
 from thyrocam.train.losses import malignancy_bce
-from thyrocam.train.recipe import step_loss_for, with_outline_only
+from thyrocam.train.recipe import build_model, step_loss_for, with_outline_only
 
 UNLABELLED = ("1", "2", "3")  # no grade and no labels.csv row; case 3 has no outline either
+TINY = TrainConfig(  # seconds on CPU, with every head
+    epochs=1,
+    image_size=32,
+    outline_size=48,
+    batch_size=8,
+    preprocess="roi",
+    arch="resnet10n",
+    device="cpu",
+    weights=None,
+    progress=False,
+    unlabelled_outlines=True,
+)
 
 
 @pytest.fixture(scope="module")
@@ -94,37 +106,15 @@ def test_unlabelled_frames_reach_only_an_outline_heads_training_set(
     assert all(torch.isnan(it["label"]) and it["has_mask"] == 1 for it in items[1:])
     # The class weight counts labelled frames only.
     pos = sum(s.label for s in labelled)
-    loss = step_loss_for(config, _model(cat_maps), with_outlines)
+    model, _ = build_model(TINY, cat_maps=cat_maps, heads=("malignancy", "outline"))
+    loss = step_loss_for(config, model, with_outlines)
     assert loss.pos_weight == pytest.approx((len(labelled) - pos) / pos)
-
-
-def _model(cat_maps: dict):
-    from thyrocam.clinical import clinical_dim
-    from thyrocam.model import ThyroidNet, descriptor_classes_from
-
-    return ThyroidNet(
-        arch="resnet10n",
-        clinical_dim=clinical_dim(cat_maps),
-        heads=("malignancy", "outline", "descriptors"),
-        descriptor_classes=descriptor_classes_from(cat_maps),
-    )
 
 
 def test_train_records_the_unlabelled_cases_it_learnt_outlines_from(
     partly_labelled: Path, tmp_path: Path
 ) -> None:
-    config = TrainConfig(
-        epochs=1,
-        image_size=32,
-        outline_size=48,
-        batch_size=8,
-        preprocess="roi",
-        arch="resnet10n",
-        device="cpu",
-        weights=None,
-        progress=False,
-        unlabelled_outlines=True,
-    )
+    config = TINY
     metrics = train(partly_labelled, out=tmp_path / "run", config=config)
     n_extra = len(outline_only_samples(partly_labelled))
     assert metrics["outline_only_frames"] == n_extra > 0
@@ -170,18 +160,7 @@ def test_cv_trains_every_folds_image_network_on_them_and_scores_none(
         return real(config, samples, **kw)
 
     monkeypatch.setattr(recipe, "train_dataset", spy)
-    config = TrainConfig(
-        epochs=1,
-        image_size=32,
-        outline_size=48,
-        batch_size=8,
-        preprocess="roi",
-        arch="resnet10n",
-        device="cpu",
-        weights=None,
-        progress=False,
-        unlabelled_outlines=True,
-    )
+    config = TINY
     result = cross_validate(
         partly_labelled, out=tmp_path / "cv", folds=2, config=config, models=("image",), cam_cases=2
     )
