@@ -162,9 +162,23 @@ def test_cv_trains_every_folds_image_network_on_them_and_scores_none(
     monkeypatch.setattr(recipe, "train_dataset", spy)
     config = TINY
     result = cross_validate(
-        partly_labelled, out=tmp_path / "cv", folds=2, config=config, models=("image",), cam_cases=2
+        partly_labelled,
+        out=tmp_path / "cv",
+        folds=2,
+        config=config,
+        models=("image", "clinical"),
+        cam_cases=2,
+        save_runs=True,
     )
     n_extra = len(outline_only_samples(partly_labelled))
     labelled, _, _ = prepare_samples(partly_labelled)
     assert result["n_outline_only_images"] == n_extra and result["n_images"] == len(labelled)
-    assert len(seen) == 2 and all(len(ids) == n_extra for ids in seen)  # one network per fold
+    # One image network per fold trains on them; the descriptors-only one has no outline head.
+    assert sorted(len(ids) for ids in seen) == [0, 0, n_extra, n_extra]
+    for fold in (0, 1):
+        runs = tmp_path / "cv" / "runs"
+        split = json.loads((runs / f"fold{fold}-image" / "split.json").read_text())
+        assert split["train_outline_only"] == ["1", "2"]
+        assert not set(split["test"]) & set(UNLABELLED)
+        clinical = json.loads((runs / f"fold{fold}-clinical" / "split.json").read_text())
+        assert "train_outline_only" not in clinical

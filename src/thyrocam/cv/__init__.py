@@ -228,6 +228,7 @@ def _run_fold(
                     split=(fold, train_s, test_s),
                     metrics=res,
                     stacking=stacking,
+                    outline_only=outline_only,
                 )
         res["seconds"] = time.perf_counter() - t0
         rows[name] = res

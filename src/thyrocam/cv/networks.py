@@ -81,11 +81,14 @@ def save_fold_run(
     split: tuple[int, Sequence[Sample], Sequence[Sample]],
     metrics: dict,
     stacking: Stacking | None = None,
+    outline_only: Sequence[Sample] = (),
 ) -> Path:
     """Write one fold's network as a run folder (loadable by ``Predictor``, ``thyrocam
     predict``), with the fold's cases in ``split.json`` and its scores in ``metrics.json``.
 
-    ``split``: ``(fold, training samples, test samples)``.
+    ``split``: ``(fold, training samples, test samples)``; ``outline_only``: the
+    unlabelled outlined frames the fold's networks trained on (listed as
+    ``train_outline_only`` when this network has an outline head, as ``train`` does).
 
     The threshold is cross-validation's (:data:`~thyrocam.cv.lines.THRESHOLD`): no
     validation split chose another.
@@ -103,6 +106,11 @@ def save_fold_run(
             "fold": split[0],
             "train": sorted({s.case_id for s in split[1]}),
             "test": sorted({s.case_id for s in split[2]}),
+            **(
+                {"train_outline_only": sorted({s.case_id for s in outline_only})}
+                if outline_only and "outline" in model.heads
+                else {}
+            ),
         },
     )
 
