@@ -7,6 +7,7 @@ import csv
 import json
 import re
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -132,6 +133,12 @@ def test_train_records_the_unlabelled_cases_it_learnt_outlines_from(
     )
     assert plain["outline_only_frames"] == 0
     assert "train_outline_only" not in json.loads((tmp_path / "plain" / "split.json").read_text())
+    # Asked for, but no outline head to learn them: none used, none recorded.
+    no_outline = replace(config, heads=("descriptors",))
+    metrics = train(partly_labelled, out=tmp_path / "descriptors", config=no_outline)
+    assert metrics["outline_only_frames"] == 0
+    split = json.loads((tmp_path / "descriptors" / "split.json").read_text())
+    assert "train_outline_only" not in split
 
 
 def test_the_option_reaches_the_config_from_the_command_line() -> None:

@@ -36,6 +36,7 @@ from thyrocam.train.recipe import (
     fitted_meta,
     outline_input,
     run_heads,
+    with_outline_only,
 )
 from thyrocam.train.scoring import descriptor_quality
 from thyrocam.train.stacking import Stacking
@@ -107,8 +108,8 @@ def save_fold_run(
             "train": sorted({s.case_id for s in split[1]}),
             "test": sorted({s.case_id for s in split[2]}),
             **(
-                {"train_outline_only": sorted({s.case_id for s in outline_only})}
-                if outline_only and "outline" in model.heads
+                {"train_outline_only": sorted({s.case_id for s in learnt})}
+                if (learnt := with_outline_only((), outline_only, heads=model.heads))
                 else {}
             ),
         },

@@ -31,6 +31,7 @@ __all__ = [
     "label_counts",
     "prepare_samples",
     "outline_only_samples",
+    "has_outline",
     "LABEL_CAVEAT",
 ]
 
@@ -167,6 +168,11 @@ def _view_samples(case: Case, label: int | None) -> list[Sample]:
     ]
 
 
+def has_outline(sample: Sample) -> bool:
+    """Whether ``sample`` has a nodule outline to learn from: a mask file or a polygon."""
+    return sample.mask_path is not None or any(len(p) >= 3 for p in sample.polygons)
+
+
 def outline_only_samples(
     data: str | os.PathLike[str], *, label_source: LabelSource = "auto"
 ) -> list[Sample]:
@@ -183,11 +189,7 @@ def outline_only_samples(
     for case in cases:
         if _case_label(case, label_source) is not None:
             continue
-        out.extend(
-            s
-            for s in _view_samples(case, None)
-            if s.mask_path is not None or any(len(p) >= 3 for p in s.polygons)
-        )
+        out.extend(s for s in _view_samples(case, None) if has_outline(s))
     return out
 
 

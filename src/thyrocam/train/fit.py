@@ -16,7 +16,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
@@ -24,6 +23,7 @@ from thyrocam.data.batches import Batch, batch_inputs, batch_len, batch_to
 from thyrocam.evaluate import predict_probs
 from thyrocam.metrics import roc_auc
 from thyrocam.train.distributed import DistContext, broadcast_int, unwrap
+from thyrocam.train.losses import malignancy_bce
 
 __all__ = [
     "StepLoss",
@@ -55,9 +55,7 @@ class MalignancyLoss:
         self, model: torch.nn.Module, batch: Batch
     ) -> tuple[torch.Tensor, dict[str, float]]:
         img, clin, y = batch_inputs(batch)
-        logits = model(img, clin)[:, 0]
-        weight = torch.tensor([self.pos_weight], device=logits.device, dtype=logits.dtype)
-        loss = F.binary_cross_entropy_with_logits(logits, y.to(logits.dtype), pos_weight=weight)
+        loss = malignancy_bce(model(img, clin)[:, 0], y, pos_weight=self.pos_weight)
         return loss, {"bce": float(loss.detach())}
 
 

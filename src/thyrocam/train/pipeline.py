@@ -41,6 +41,7 @@ from thyrocam.train.fit import FitResult, MalignancyLoss, StepLoss, WarmupCosine
 from thyrocam.train.recipe import (
     build_model,
     fitted_meta,
+    malignant_class_weight,
     run_heads,
     stack_both,
     step_loss_for,
@@ -140,6 +141,11 @@ def _train(
     main = dist is None or dist.is_main
     prepared = prepare_data(data, config=config, quiet=not main)
     heads = run_heads(config, prepared.train)
+    # Only an outline head learns from unlabelled frames: the run records those it used.
+    outline_only = with_outline_only([], prepared.outline_only, heads=heads)
+    prepared = replace(prepared, outline_only=outline_only)
+    if outline_only and main:
+        log.info("outlines of unlabelled cases also trained on: %d frames", len(outline_only))
     # A stacked "both" model starts as the image-only network (thyrocam.train.stacking).
     fit_config = replace(config, modalities="image") if _stacked(config) else config
     model, backbone = build_model(fit_config, cat_maps=prepared.cat_maps, heads=heads)
@@ -284,8 +290,6 @@ def prepare_data(
             label_counts(val_s),
             label_counts(test_s),
         )
-        if outline_only:
-            log.info("outlines of unlabelled cases also trained on: %d frames", len(outline_only))
     return PreparedData(
         train=train_s,
         val=val_s,
@@ -301,9 +305,7 @@ def prepare_data(
 
 def make_step_loss(config: TrainConfig, train_samples: list[Sample]) -> StepLoss:
     """What each optimizer step minimises: class-weighted BCE on the malignancy logit."""
-    n_pos = sum(s.label for s in train_samples)
-    n_neg = len(train_samples) - n_pos
-    return MalignancyLoss(pos_weight=n_neg / n_pos if n_pos and n_neg else 1.0)
+    return MalignancyLoss(pos_weight=malignant_class_weight(train_samples))
 
 
 def _loaders(

@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 from thyrocam.checkpoint import load_run
 from thyrocam.clinical import clinical_dim, normalize_value
 from thyrocam.data import ThyroidDataset, prepare_samples
-from thyrocam.data.samples import Sample
+from thyrocam.data.samples import Sample, has_outline
 from thyrocam.errors import InputError
 from thyrocam.imaging import Preprocessing
 from thyrocam.model import (
@@ -52,6 +52,7 @@ __all__ = [
     "pretrain_synthetic",
     "train_dataset",
     "with_outline_only",
+    "malignant_class_weight",
 ]
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ log = logging.getLogger(__name__)
 def supported_heads(samples: list[Sample]) -> tuple[str, ...]:
     """The heads ``samples`` can supervise: always malignancy; outline; descriptors."""
     heads = ["malignancy"]
-    if any(s.mask_path is not None or any(len(p) >= 3 for p in s.polygons) for s in samples):
+    if any(has_outline(s) for s in samples):
         heads.append("outline")
     if any(s.clinical.get(f) is not None for s in samples for f in DESCRIPTOR_FIELDS):
         heads.append("descriptors")
@@ -151,14 +152,18 @@ def load_matching(model: ThyroidNet, state: dict[str, torch.Tensor]) -> list[str
     return list(matched)
 
 
-def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample]) -> StepLoss:
-    """Class-weighted BCE, plus outline and descriptor terms when ``model`` has those heads.
-
-    The class weight counts the labelled ``samples`` only."""
+def malignant_class_weight(samples: Sequence[Sample]) -> float:
+    """``n_benign / n_malignant`` over the labelled ``samples`` (1 when a class is absent):
+    the BCE weight of the malignant class that balances the two."""
     labels = [s.label for s in samples if s.label is not None]
     n_pos = sum(labels)
     n_neg = len(labels) - n_pos
-    pos_weight = n_neg / n_pos if n_pos and n_neg else 1.0
+    return n_neg / n_pos if n_pos and n_neg else 1.0
+
+
+def step_loss_for(config: TrainConfig, model: ThyroidNet, samples: list[Sample]) -> StepLoss:
+    """Class-weighted BCE, plus outline and descriptor terms when ``model`` has those heads."""
+    pos_weight = malignant_class_weight(samples)
     if len(model.heads) == 1:
         return MalignancyLoss(pos_weight=pos_weight)
     return MultiTaskLoss(
