@@ -25,7 +25,7 @@ from thyrocam.explain import GradCAM
 from thyrocam.explain.attribution import descriptor_attributions
 from thyrocam.model import ThyroidNet, default_target_layer, descriptor_classes_from
 from thyrocam.train import TrainConfig
-from thyrocam.train.stacking import fit_logistic, stacked_fusion
+from thyrocam.train.stacking import IMAGE_TEST_LEVEL, fit_logistic, image_test, stacked_fusion
 
 CAT_MAPS = default_cat_maps()
 PAYLOAD = {
@@ -78,9 +78,10 @@ def test_stacked_fusion_is_the_weighed_image_logit_plus_the_regression(decoder: 
     assert att.shapley[0, FIELDS.index("echogenicity")] == 0.0  # missing
     # Grad-CAM of the fused logit is the image network's map: a positive weight scales
     # the gradients and activations' product, and the map is normalised.
-    with GradCAM(image, default_target_layer(image)) as a, GradCAM(
-        fused, default_target_layer(fused)
-    ) as b:
+    with (
+        GradCAM(image, default_target_layer(image)) as a,
+        GradCAM(fused, default_target_layer(fused)) as b,
+    ):
         cam_image, _ = a(x[:1])
         cam_fused, _ = b(x[:1], clinical=clin[:1])
     assert cam_image.max() > 0
@@ -119,6 +120,47 @@ def test_logistic_regression_with_an_offset_fits_only_what_the_offset_leaves() -
     # no features: the bias alone, matching the class balance of the weighted loss
     none, b = fit_logistic(np.zeros((400, 0)), y)
     assert none.shape == (0,) and abs(b) < 1e-6
+
+
+def _clustered_sets(rng: np.random.Generator, *, cases: int, views: int, signal: float):
+    """Frames of ``cases`` cases, ``views`` each: the descriptor offset sets the label,
+    and the image logit is a per-case value (plus a little per-view noise) that adds
+    ``signal`` times the label's residual."""
+    offset = rng.normal(scale=1.5, size=cases)
+    y = (rng.random(cases) < 1 / (1 + np.exp(-offset))).astype(np.float64)
+    z = rng.normal(size=cases) + signal * (y - 1 / (1 + np.exp(-offset)))
+    case = np.repeat(np.arange(cases), views)
+    frame_z = z[case] + 0.1 * rng.normal(size=case.size)
+    return frame_z, y[case], offset[case], case
+
+
+def test_the_image_test_counts_cases_not_frames() -> None:
+    rng = np.random.default_rng(3)
+    z, y, offset, case = _clustered_sets(rng, cases=150, views=1, signal=1.0)
+    once = image_test(z, y, offset=offset, groups=case)
+    assert 0 < once < 0.05  # the image adds to the offset, and the test sees it
+    # every case three times: the same evidence, so the same p-value by case ...
+    thrice = image_test(np.repeat(z, 3), np.repeat(y, 3), offset=np.repeat(offset, 3),
+                        groups=np.repeat(case, 3))  # fmt: skip
+    assert thrice == pytest.approx(once, rel=1e-6)
+    # ... where counting frames would find it far stronger than it is
+    assert image_test(np.repeat(z, 3), np.repeat(y, 3), offset=np.repeat(offset, 3)) < once / 10
+    # an image pointing the wrong way never enters
+    assert image_test(-z, y, offset=offset, groups=case) == 1.0
+
+
+def test_the_image_test_admits_noise_at_its_level_when_cases_have_several_frames() -> None:
+    rng = np.random.default_rng(4)
+    admitted = {"by case": 0, "by frame": 0}
+    trials = 300
+    for _ in range(trials):
+        z, y, offset, case = _clustered_sets(rng, cases=60, views=3, signal=0.0)
+        admitted["by case"] += image_test(z, y, offset=offset, groups=case) < IMAGE_TEST_LEVEL
+        admitted["by frame"] += image_test(z, y, offset=offset) < IMAGE_TEST_LEVEL
+    # the test admits a one-sided 2.5 % of pure noise; counted by frame, three views of a
+    # case triple the statistic and noise enters several times as often
+    assert admitted["by case"] / trials < 0.06
+    assert admitted["by frame"] / trials > 0.10
 
 
 @pytest.mark.parametrize("dark_is_malignant", [True, False])
