@@ -19,10 +19,13 @@ cases the image network did not train on:
    ``IMAGE_WEIGHT_L2``. The image enters only when it adds to the descriptors
    beyond chance: a score test of ``a`` (one degree of freedom) at
    ``IMAGE_TEST_LEVEL``, the same 5 % rule that decides whether a descriptor head
-   is trusted, whose variance counts cases, not frames (:func:`image_test`: the
-   views of one case are not independent evidence). Otherwise ``a = 0`` and the
-   fused model is the regression exactly (on DDTI an untested weight let
-   out-of-fold noise, AUC 0.57, lower a fold's AUC from 0.970 to 0.943);
+   is trusted, whose variance counts cases, not frames, and which lets the
+   descriptor logit's scale be refitted (:func:`image_test`: the views of one case
+   are not independent evidence, and the penalised regression's logit is shrunk,
+   which an image that only echoes the descriptors would otherwise undo).
+   Otherwise ``a = 0`` and the fused model is the regression exactly (on DDTI an
+   untested weight let out-of-fold noise, AUC 0.57, lower a fold's AUC from
+   0.970 to 0.943);
 5. half-data networks are less sure than the full one (fewer steps), so ``a``
    is scaled by the ratio of the spread of their logits on their own training
    frames to the full network's on its own (both in-sample, so comparable);
@@ -211,32 +214,43 @@ def fit_logistic(
 def image_test(
     z: np.ndarray, y: np.ndarray, *, offset: np.ndarray, groups: Sequence[object] | None = None
 ) -> float:
-    """p-value that logit ``offset + a z + c`` beats ``offset + c``: a score test of
-    ``a = 0`` whose variance is summed over ``groups`` (one degree of freedom); 1.0
-    when the image's score is not positive (it would point the wrong way).
+    """p-value that logit ``b offset + a z + c`` beats ``b offset + c``: a score test of
+    ``a = 0`` with ``b`` and ``c`` fitted, whose variance is summed over ``groups`` (one
+    degree of freedom); 1.0 when the image's score is not positive (it would point the
+    wrong way).
+
+    ``b`` is free because the descriptor regression is penalised: its logit is
+    shrunk (on DDTI's training folds an unpenalised refit scales it by 1.4-1.55), so
+    with ``b = 1`` any image logit that merely echoes the descriptors' risk would
+    restore the missing scale and look like evidence; the question is what the
+    image adds beyond the descriptors, however scaled.
 
     The frames of one case share the nodule, the label and (for the out-of-fold
     logits) the half network that scored them, so they are not independent
     observations: a test that counts frames counts a case with three views three
-    times. The score ``U = sum (z_i - zbar) (y_i - p_i)`` (``p`` fitted under
-    ``a = 0``, ``zbar`` the mean of ``z`` weighted by ``p (1 - p)``, which takes out
-    the fitted constant) is summed within each group first, and its variance is the
-    sum of the groups' squared sums (the cluster-robust score test of generalised
-    estimating equations; Rotnitzky and Jewell, Biometrika 1990), times ``G / (G - 1)``
-    for ``G`` groups. With one frame per group it is the ordinary robust score test,
-    asymptotically the likelihood-ratio test; a case repeated ``k`` times leaves it
-    unchanged, where a frame-level test's statistic grows ``k`` times.
+    times. The score ``U = sum_i z~_i (y_i - p_i)`` (``p`` fitted under ``a = 0``,
+    ``z~`` the residual of ``z`` on ``(1, offset)`` weighted by ``p (1 - p)``, which
+    takes out the fitted ``b`` and ``c``) is summed within each group first, and its
+    variance is the sum of the groups' squared sums (the cluster-robust score test of
+    generalised estimating equations; Rotnitzky and Jewell, Biometrika 1990), times
+    ``G / (G - 1)`` for ``G`` groups. With one frame per group it is the ordinary
+    robust score test, asymptotically the likelihood-ratio test; a case repeated
+    ``k`` times leaves it unchanged, where a frame-level test's statistic grows
+    ``k`` times.
 
     Args:
         z: ``(N,)`` out-of-fold image logits; y: ``(N,)`` 0/1; offset: ``(N,)``.
         groups: ``(N,)`` the case of each frame (default: every frame its own).
     """
     z = np.asarray(z, dtype=np.float64)
-    _, c0 = fit_logistic(np.zeros((len(y), 0)), y, l2=0.0, offset=offset, balanced=False)
-    p = 1.0 / (1.0 + np.exp(-(np.asarray(offset, dtype=np.float64) + c0)))
-    info = p * (1.0 - p)
-    centred = z - float((info * z).sum() / max(float(info.sum()), 1e-12))
-    terms = centred * (np.asarray(y, dtype=np.float64) - p)
+    y = np.asarray(y, dtype=np.float64)
+    offset = np.asarray(offset, dtype=np.float64)
+    nuisance = np.stack([np.ones_like(offset), offset], axis=1)
+    w0, c0 = fit_logistic(offset[:, None], y, l2=0.0, balanced=False)
+    p = 1.0 / (1.0 + np.exp(-(offset * w0[0] + c0)))
+    root = np.sqrt(p * (1.0 - p))
+    beta = np.linalg.lstsq(nuisance * root[:, None], z * root, rcond=None)[0]
+    terms = (z - nuisance @ beta) * (y - p)
     score = float(terms.sum())
     if not score > 0:
         return 1.0
