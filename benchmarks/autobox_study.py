@@ -62,6 +62,7 @@ def _offset(core: Box | None, outlines: list[Box]) -> float:
 def study_run(run: Path, samples: list[Sample], rng: np.random.Generator) -> dict:
     """``{"product": [IoU per frame], (shift, growth): [IoU per frame], ...}`` for one fold."""
     info = load_run(run)
+    info = info.locator or info  # a run with a locator boxes with it (as the predictor does)
     model = info.model.eval()
     crop = info.preprocessing
     search = Preprocessing.from_dict(info.meta["outline_input"])

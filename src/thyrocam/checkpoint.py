@@ -9,6 +9,9 @@ A run folder holds::
     split.json          the case ids of the train/val/test splits (written by training;
                         train_outline_only: unlabelled cases whose outlines it learnt)
     problems.txt        what the data reader skipped or degraded, one line each
+    locator/            optional: the network that finds the nodule for the automatic
+                        box (``train_config.locator``), itself a run folder; meta.json
+                        then says ``"locator": "locator"``
 
 :func:`save_run` writes the folder atomically; :func:`load_run` checks every
 file against the others and names the file and what is wrong.
@@ -56,6 +59,7 @@ METRICS = "metrics.json"
 SPLIT = "split.json"
 PROBLEMS = "problems.txt"
 RUN_FILES = (WEIGHTS, META, CAT_MAPS, METRICS, SPLIT, PROBLEMS)
+LOCATOR = "locator"
 
 
 class RunInfo:
@@ -68,6 +72,7 @@ class RunInfo:
         preprocessing: the run's :class:`~thyrocam.imaging.Preprocessing`.
         threshold: probability above which a case is called malignant.
         path: the run folder.
+        locator: the run's locator network (its own ``RunInfo``), or ``None``.
     """
 
     def __init__(
@@ -78,6 +83,7 @@ class RunInfo:
         cat_maps: dict,
         preprocessing: Preprocessing,
         path: Path,
+        locator: RunInfo | None = None,
     ) -> None:
         self.model = model
         self.meta = meta
@@ -85,6 +91,7 @@ class RunInfo:
         self.preprocessing = preprocessing
         self.threshold = float(meta.get("threshold", 0.5))
         self.path = path
+        self.locator = locator
 
 
 def write_json(path: str | os.PathLike, data: Any) -> None:
@@ -115,6 +122,8 @@ def save_run(
     metrics: dict | None = None,
     split: dict | None = None,
     problems: list[str] | None = None,
+    locator: ThyroidNet | None = None,
+    locator_meta: dict | None = None,
 ) -> Path:
     """Write a run folder atomically: all of it appears at ``out`` at once, or nothing does.
 
@@ -126,6 +135,9 @@ def save_run(
     Args:
         split: the case ids per split (``split.json``), when training wrote one.
         problems: data problems, one per line (``problems.txt``).
+        locator: a network that finds the nodule for the automatic box, written as the
+            run folder ``locator/`` (same descriptor encoding and crop) with
+            ``locator_meta`` in its ``meta.json``.
 
     Raises:
         InputError: ``out`` exists and is not a run folder (it is never replaced).
@@ -135,6 +147,20 @@ def save_run(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
     try:
         tmp.chmod(0o755)  # mkdtemp's 0700 would make the run private to this user
+        if locator is not None:
+            (tmp / LOCATOR).mkdir(mode=0o755)
+            _write_run_files(
+                tmp / LOCATOR,
+                model=locator,
+                cat_maps=cat_maps,
+                preprocessing=preprocessing,
+                threshold=0.5,
+                extra_meta=locator_meta,
+                metrics=None,
+                split=None,
+                problems=None,
+            )
+            extra_meta = {**(extra_meta or {}), "locator": LOCATOR}
         _write_run_files(
             tmp,
             model=model,
@@ -217,9 +243,7 @@ def check_run_target(out: str | os.PathLike) -> Path:
             allowed="a new path or an existing run folder",
         )
     if path.is_dir():
-        foreign = sorted(
-            p.name for p in path.iterdir() if p.name not in RUN_FILES and p.suffix != ".tmp"
-        )
+        foreign = sorted(p.name for p in path.iterdir() if not _run_entry(p))
         if foreign:
             shown = ", ".join(foreign[:5]) + (", ..." if len(foreign) > 5 else "")
             raise InputError(
@@ -232,6 +256,14 @@ def check_run_target(out: str | os.PathLike) -> Path:
             )
     path.parent.mkdir(parents=True, exist_ok=True)
     return path
+
+
+def _run_entry(path: Path) -> bool:
+    """Whether ``path`` (in a run folder) is part of a run: a run file, or a ``locator/``
+    folder holding only run files."""
+    if path.name == LOCATOR and path.is_dir():
+        return all(p.name in RUN_FILES for p in path.iterdir())
+    return path.name in RUN_FILES or path.suffix == ".tmp"
 
 
 def _swap_in(tmp: Path, out: Path) -> None:
@@ -366,8 +398,34 @@ def load_run(run: str | os.PathLike, *, map_location: str | torch.device = "cpu"
     model.load_state_dict(state, strict=True)
     model.eval()
     return RunInfo(
-        model=model, meta=meta, cat_maps=cat_maps, preprocessing=preprocessing, path=folder
+        model=model,
+        meta=meta,
+        cat_maps=cat_maps,
+        preprocessing=preprocessing,
+        path=folder,
+        locator=_load_locator(folder, meta, map_location=map_location),
     )
+
+
+def _load_locator(
+    folder: Path, meta: dict, *, map_location: str | torch.device
+) -> RunInfo | None:
+    """The run's locator (``meta["locator"]``: its folder inside the run), or ``None``."""
+    name = meta.get("locator")
+    if name is None:
+        return None
+    if name != LOCATOR:
+        raise CheckpointError(
+            f"{folder / META}: locator is {name!r}; expected {LOCATOR!r} (a folder in the run)"
+        )
+    if not (folder / LOCATOR).is_dir():
+        raise CheckpointError(f"{folder}: meta.json names a locator but {LOCATOR}/ is missing")
+    locator = load_run(folder / LOCATOR, map_location=map_location)
+    if "outline" not in locator.model.heads:
+        raise CheckpointError(f"{folder / LOCATOR}: the locator has no outline head")
+    if locator.locator is not None:
+        raise CheckpointError(f"{folder / LOCATOR}: a locator cannot have a locator of its own")
+    return locator
 
 
 def _read_weights(

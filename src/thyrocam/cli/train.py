@@ -31,6 +31,8 @@ def train_config(args: argparse.Namespace):
             values[name] = value
     if args.no_progress:
         values["progress"] = False
+    if values.get("locator") == "none":  # the option's way to say None
+        values["locator"] = None
     return TrainConfig(**values)
 
 
@@ -162,6 +164,13 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "top-down merge) or 'unet' (64 channels, a convolution after every merge, trained "
         "beside an auxiliary 'fpn' head: finds the nodule on whole frames more often, "
         "trains about 2x slower)",
+    )
+    g.add_argument(
+        "--locator",
+        choices=(*DECODERS, "none"),
+        help="also train a separate image-only network that only finds the nodule for the "
+        "automatic box, with this outline decoder and the unlabelled cases' outlines too "
+        "('none': the model's own outline head finds it; --preset ddti: 'unet')",
     )
     g.add_argument(
         "--fusion",

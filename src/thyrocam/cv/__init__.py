@@ -36,7 +36,7 @@ import math
 import os
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -49,9 +49,9 @@ from thyrocam.cv.networks import fit_fold, pretrain_once, save_fold_run, score_n
 from thyrocam.cv.report import CV_COLUMNS, write_cv_html
 from thyrocam.data import Sample, outline_only_samples, prepare_samples
 from thyrocam.errors import InputError
-from thyrocam.model import resolve_device
+from thyrocam.model import ThyroidNet, resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
-from thyrocam.train.recipe import stack_both
+from thyrocam.train.recipe import fit_locator, locator_config, stack_both
 
 __all__ = [
     "CV_COLUMNS",
@@ -93,22 +93,20 @@ def cross_validate(
     device = resolve_device(config.device)
     samples, problems, label_definition = prepare_samples(data, label_source=config.label_source)
     fold_idx = case_folds(samples, folds=folds, seed=config.seed)
-    # Unlabelled cases are in no fold: their outlines join every fold's training set.
-    outline_only = []
-    if config.unlabelled_outlines:
-        outline_only = outline_only_samples(data, label_source=config.label_source)
+    # Unlabelled cases are in no fold: their outlines join every fold's training set
+    # (the image networks' when the recipe asks, the locator's always).
+    images = any(m in ("both", "image") for m in models)
+    unlabelled = []
+    if config.unlabelled_outlines or (config.locator is not None and images):
+        unlabelled = outline_only_samples(data, label_source=config.label_source)
+    outline_only = unlabelled if config.unlabelled_outlines else []
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     start = time.perf_counter()
-    pretrained = None
-    if config.pretrain_synthetic > 0 and any(m in ("both", "image") for m in models):
-        seed_everything(config.seed)
-        pretrained = pretrain_once(config, samples)
-        log.info(
-            "synthetic pretraining (%d cases): %.0f s",
-            config.pretrain_synthetic,
-            time.perf_counter() - start,
-        )
+    pretrained = _pretrained(config, samples) if images else None
+    locating = None
+    if config.locator is not None and images:
+        locating = _Locating.prepare(config, samples, unlabelled)
     per_fold: dict[str, list[dict]] = {m: [] for m in models}
     statistics_cache: dict[str, np.ndarray] = {}  # outline statistics by frame, for every fold
     for k, test_idx in enumerate(fold_idx):
@@ -125,6 +123,7 @@ def cross_validate(
             statistics_cache=statistics_cache,
             runs=out / "runs" if save_runs else None,
             outline_only=outline_only,
+            locating=locating,
         )
         for name, res in rows.items():
             per_fold[name].append(res)
@@ -136,6 +135,7 @@ def cross_validate(
         "n_images": len(samples),
         "n_cases": len({s.case_id for s in samples}),
         "n_outline_only_images": len(outline_only),
+        "n_locator_outline_only_images": 0 if locating is None else len(locating.outline_only),
         "threshold": THRESHOLD,
         "config": asdict(replace(config, device=str(device))),
         "models": {name: _summarise(rows) for name, rows in per_fold.items()},
@@ -147,6 +147,21 @@ def cross_validate(
     return result
 
 
+def _pretrained(config: TrainConfig, samples: list[Sample]) -> dict[str, torch.Tensor] | None:
+    """The image networks' synthetic pretraining, once for all folds (None: none asked)."""
+    if config.pretrain_synthetic <= 0:
+        return None
+    t0 = time.perf_counter()
+    seed_everything(config.seed)
+    pretrained = pretrain_once(config, samples)
+    log.info(
+        "synthetic pretraining (%d cases): %.0f s",
+        config.pretrain_synthetic,
+        time.perf_counter() - t0,
+    )
+    return pretrained
+
+
 def _check_models(models: Sequence[str]) -> None:
     if not models or any(m not in CV_MODELS for m in models):
         raise InputError(
@@ -155,6 +170,42 @@ def _check_models(models: Sequence[str]) -> None:
             value=list(models),
             allowed=CV_MODELS,
         )
+
+
+@dataclass
+class _Locating:
+    """What every fold's locator network (``config.locator``) starts from and adds."""
+
+    outline_only: list[Sample]
+    start: dict[str, torch.Tensor] | None = None
+
+    @classmethod
+    def prepare(
+        cls, config: TrainConfig, samples: list[Sample], unlabelled: list[Sample]
+    ) -> _Locating:
+        """The locator's own synthetic pretraining (its decoder differs from the image
+        network's), done once for all folds as the image network's is."""
+        start = None
+        if config.pretrain_synthetic > 0:
+            seed_everything(config.seed)
+            start = pretrain_once(locator_config(config), samples)
+        return cls(outline_only=unlabelled, start=start)
+
+    def fit(
+        self, config: TrainConfig, train_s: list[Sample], *, cat_maps: dict, device: torch.device
+    ) -> ThyroidNet | None:
+        """One fold's locator, from the shared start."""
+        t0 = time.perf_counter()
+        locator = fit_locator(
+            config,
+            train_s,
+            cat_maps=cat_maps,
+            device=device,
+            outline_only=self.outline_only,
+            start=self.start,
+        )
+        log.info("locator: %.0f s", time.perf_counter() - t0)
+        return locator
 
 
 def _run_fold(
@@ -170,16 +221,15 @@ def _run_fold(
     statistics_cache: dict[str, np.ndarray],
     runs: Path | None = None,
     outline_only: Sequence[Sample] = (),
+    locating: _Locating | None = None,
 ) -> dict[str, dict]:
-    """Every model of one fold, scored on its test cases: ``{model: scores}``.
-
-    ``outline_only``: unlabelled outlined frames the image networks also train on."""
+    """Every model of one fold, scored on its test cases: ``{model: scores}`` (``outline_only``:
+    unlabelled outlined frames the image networks train on; ``locating``: the locator's)."""
     cat_maps = fit_cat_maps([s.clinical for s in train_s])
     # What every network of the fold is fitted with (its stacking halves too).
     fitting = dict(cat_maps=cat_maps, device=device, start=pretrained, outline_only=outline_only)
     rows: dict[str, dict] = {}
-    statistics_lr = None
-    image_model = None
+    statistics_lr = image_model = locator = None
     if "outline_lr" in models:  # first: the image networks are also scored through it
         t0 = time.perf_counter()
         rows["outline_lr"], statistics_lr = outline_lr(train_s, test_s, statistics_cache)
@@ -207,6 +257,9 @@ def _run_fold(
             stacking = None
             if stacked:
                 model, stacking = stack_both(image_model, train_s, config=cfg, **fitting)
+            if locating is not None and locator is None and cfg.modalities != "clinical":
+                locator = locating.fit(cfg, train_s, cat_maps=cat_maps, device=device)
+            boxer = locator if cfg.modalities != "clinical" else None  # image models only
             res = score_network(
                 model,
                 cfg,
@@ -216,6 +269,7 @@ def _run_fold(
                 cam_cases=cam_cases,
                 train_s=train_s,
                 outline_lr=statistics_lr,
+                locator=boxer,
             )
             if stacking is not None:
                 res.update({f"stacking_{k}": v for k, v in stacking.to_dict().items()})
@@ -229,6 +283,7 @@ def _run_fold(
                     metrics=res,
                     stacking=stacking,
                     outline_only=outline_only,
+                    locator=boxer,
                 )
         res["seconds"] = time.perf_counter() - t0
         rows[name] = res

@@ -34,6 +34,7 @@ from thyrocam.train.recipe import (
     build_model,
     fit_network,
     fitted_meta,
+    locator_config,
     outline_input,
     run_heads,
     with_outline_only,
@@ -83,13 +84,15 @@ def save_fold_run(
     metrics: dict,
     stacking: Stacking | None = None,
     outline_only: Sequence[Sample] = (),
+    locator: ThyroidNet | None = None,
 ) -> Path:
     """Write one fold's network as a run folder (loadable by ``Predictor``, ``thyrocam
     predict``), with the fold's cases in ``split.json`` and its scores in ``metrics.json``.
 
     ``split``: ``(fold, training samples, test samples)``; ``outline_only``: the
     unlabelled outlined frames the fold's networks trained on (listed as
-    ``train_outline_only`` when this network has an outline head, as ``train`` does).
+    ``train_outline_only`` when this network has an outline head, as ``train`` does);
+    ``locator``: the fold's locator network (``config.locator``), written in ``locator/``.
 
     The threshold is cross-validation's (:data:`~thyrocam.cv.lines.THRESHOLD`): no
     validation split chose another.
@@ -113,6 +116,10 @@ def save_fold_run(
                 else {}
             ),
         },
+        locator=None if locator is None else copy.deepcopy(locator).cpu(),
+        locator_meta=None
+        if locator is None
+        else fitted_meta(locator_config(config), device="cpu", heads=locator.heads, stacking=None),
     )
 
 
@@ -137,32 +144,40 @@ def score_network(
     cam_cases: int,
     train_s: list[Sample],
     outline_lr: OutlineLR | None = None,
+    locator: ThyroidNet | None = None,
 ) -> dict:
     """AUC/sensitivity/specificity, and for image models Dice, descriptor accuracy, CAM;
-    with ``outline_lr`` and an outline head, that regression on the network's own outline."""
+    with ``outline_lr`` and an outline head, that regression on the network's own outline.
+
+    ``locator``: the fold's locator network (``config.locator``): the whole-frame outline
+    (Dice) and the automatic box are then its, as the predictor's are."""
+    finder = locator if locator is not None else model
     ds = ThyroidDataset(
         test_s,
         preprocessing=config.preprocessing(),
         cat_maps=cat_maps,
         targets=True,
-        outline_input=outline_input(config) if "outline" in model.heads else None,
+        outline_input=outline_input(config) if "outline" in finder.heads else None,
     )
     probs, labels, dices = [], [], []
     for batch in DataLoader(ds, batch_size=config.batch_size, shuffle=False):
         out = model.forward_heads(batch["image"].to(device), batch["clinical"].to(device))
         probs.append(torch.sigmoid(out["malignancy"][:, 0]).cpu().numpy())
         labels.append(batch["label"].numpy())
-        if "outline" in model.heads:
-            # The outline the product shows and boxes from (mirror-averaged).
-            pred = frame_outline(model, batch["frame"].to(device)).cpu() > MASK_THRESHOLD
+        if "outline" in finder.heads:
+            # The outline the product shows and boxes from (mirror-averaged); a locator
+            # reads the same whole-frame letterbox (locator_config keeps outline_size).
+            pred = frame_outline(finder, batch["frame"].to(device)).cpu() > MASK_THRESHOLD
             truth = batch["frame_mask"] > 0.5
             dices += _dice(pred, truth, batch["has_mask"])
     res = score(np.concatenate(probs), np.concatenate(labels))
     if dices:
         res["dice"] = float(np.mean(dices))
-        res.update(_autobox_scores(model, config, test_s))
+        res.update(_autobox_scores(finder, config, test_s))
     if outline_lr is not None and "outline" in model.heads:
-        own = np.stack([own_outline_statistics(model, config, s) for s in test_s])
+        own = np.stack(
+            [own_outline_statistics(model, config, s, locator=locator) for s in test_s]
+        )
         stats_logit = outline_lr.logits(own)
         p = np.clip(np.concatenate(probs), 1e-6, 1 - 1e-6)
         both = np.log(p / (1 - p)) + stats_logit
@@ -275,14 +290,22 @@ def cam_energy(
 
 
 @torch.no_grad()
-def own_outline_statistics(model: ThyroidNet, config: TrainConfig, sample: Sample) -> np.ndarray:
+def own_outline_statistics(
+    model: ThyroidNet, config: TrainConfig, sample: Sample, *, locator: ThyroidNet | None = None
+) -> np.ndarray:
     """The statistics inside the network's own outline of a whole frame, found as the
-    page finds it: the automatic box, then the close-up pass's mask (probability >=
-    REFINE_THRESHOLD) inside that box, in frame pixels. NaN when nothing is found."""
+    page finds it: the automatic box (``locator``'s when given), then the network's
+    close-up mask (probability >= REFINE_THRESHOLD) inside that box, in frame pixels.
+    NaN when nothing is found."""
     frame = load_frame(sample.image_path)
     search, crop = outline_input(config), config.preprocessing()
     box, prob = find_nodule(
-        model, frame.image, clin=None, search=search, crop=crop, region=frame.region
+        locator if locator is not None else model,
+        frame.image,
+        clin=None,
+        search=search,
+        crop=crop,
+        region=frame.region,
     )
     if box is None:
         return outline_features(np.zeros((1, 1), np.float32), None)

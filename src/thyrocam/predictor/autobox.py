@@ -1,7 +1,8 @@
 """The automatic nodule box: find the nodule on the whole frame, then outline it again up close.
 
-When no box is given and the run has an outline head, :func:`find_nodule` runs
-two passes of the same network:
+When no box is given and the run has an outline head (or a locator network: a
+second, image-only outline network trained for this alone, which the ``ddti``
+presets add), :func:`find_nodule` runs two passes of the same network:
 
 1. *Search*: the whole frame (``meta["outline_input"]`` preprocessing). The
    largest 8-connected component of the mask's confident core (probability >=

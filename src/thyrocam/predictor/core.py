@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from thyrocam.checkpoint import load_run
+from thyrocam.checkpoint import RunInfo, load_run
 from thyrocam.clinical import FIELDS, acr_tirads, encode_clinical_with_mask, normalize_clinical
 from thyrocam.errors import CheckpointError
 from thyrocam.explain import get_method
@@ -104,6 +104,7 @@ class Predictor:
         meta: dict | None = None,
         path: os.PathLike | str | None = None,
         max_pixels: int = DEFAULT_MAX_PIXELS,
+        locator: RunInfo | None = None,
     ) -> None:
         self.device = resolve_device(str(device) if device is not None else None)
         self.model = model.to(self.device).eval()
@@ -115,6 +116,14 @@ class Predictor:
         self.max_pixels = max_pixels
         self._identity: dict[str, str] | None = None
         self.outline_preprocessing = _outline_input(self.meta, preprocessing)
+        # The network that finds the nodule when no box is given: the run's locator
+        # (meta.json "locator": an outline network trained for that alone), else the
+        # model's own outline head.
+        self.locator = None if locator is None else locator.model.to(self.device).eval()
+        self._locator_search = (
+            None if locator is None else _outline_input(locator.meta, locator.preprocessing)
+        )
+        self._locator_crop = None if locator is None else locator.preprocessing
 
     @classmethod
     def load(
@@ -130,6 +139,7 @@ class Predictor:
             device=device,
             meta=info.meta,
             path=info.path,
+            locator=info.locator,
         )
 
     # -- inputs ------------------------------------------------------------------------
@@ -152,25 +162,24 @@ class Predictor:
         return available_targets(heads=self.heads, cat_maps=self.cat_maps)
 
     def locate(self, source: Frame, clin: torch.Tensor, *, roi: Box | None = None) -> Located:
-        """The nodule box: the user's; else the one the outline head finds.
+        """The nodule box: the user's; else the one the locator or the outline head finds.
 
-        With an outline head and no box, :func:`~thyrocam.predictor.autobox.find_nodule`
-        searches the whole frame (``meta["outline_input"]`` preprocessing) and, for a
-        run that crops, outlines the nodule again in that crop; none found -> the
-        whole frame, with a warning. Without an outline head the whole frame is used,
-        as before.
+        With no box, :func:`~thyrocam.predictor.autobox.find_nodule` runs the run's
+        locator network when it has one, else the model's outline head: it searches the
+        whole frame (``meta["outline_input"]`` preprocessing) and, for a run that crops,
+        outlines the nodule again in that crop; none found -> the whole frame, with a
+        warning. With neither, the whole frame is used, as before.
         """
         if roi is not None:
             return Located(roi=tuple(roi), source="user", warnings=[])  # type: ignore[arg-type]
-        if "outline" not in self.heads:
+        if self.locator is not None:
+            finder, search, crop = self.locator, self._locator_search, self._locator_crop
+        elif "outline" in self.heads:
+            finder, search, crop = self.model, self.outline_preprocessing, self.preprocessing
+        else:
             return Located(roi=None, source="frame", warnings=[])
         box, outline = find_nodule(
-            self.model,
-            source.image,
-            clin=clin,
-            search=self.outline_preprocessing,
-            crop=self.preprocessing,
-            region=source.region,
+            finder, source.image, clin=clin, search=search, crop=crop, region=source.region
         )
         if box is None:
             return Located(None, "frame", [NO_NODULE_WARNING], outline)
@@ -232,9 +241,12 @@ class Predictor:
                 digest = hashlib.sha256()
                 weights = folder / "model.safetensors" if folder is not None else None
                 if weights is not None and weights.is_file():
-                    with open(weights, "rb") as fh:
-                        for chunk in iter(lambda: fh.read(1 << 20), b""):
-                            digest.update(chunk)
+                    # The locator's weights too: they decide the box of a frame given none.
+                    for path in (weights, folder / "locator" / "model.safetensors"):
+                        if path.is_file():
+                            with open(path, "rb") as fh:
+                                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                                    digest.update(chunk)
                     sha = digest.hexdigest()
                 else:  # a Predictor built in memory: no file to hash
                     sha = "unknown"

@@ -68,7 +68,8 @@ class TrainConfig:
     # data gives no label (thyrocam.data.outline_only_samples): never scored or split.
     # On DDTI (82 such frames) the automatic box hit more often on two sets of folds
     # (+0.025, +0.045), but the stacked fusion then admitted the image on a fold where it
-    # hurt, so the ddti presets leave it off (docs/ddti.md).
+    # hurt, so the ddti presets leave it off for the classifier; their locator (below)
+    # always learns them (docs/ddti.md).
     unlabelled_outlines: bool = False
     pretrain_synthetic: int = 0  # >0: first fit on this many synthetic cases (true descriptors)
     pretrain_epochs: int = 8  # epochs of that synthetic pretraining
@@ -77,6 +78,13 @@ class TrainConfig:
     # end; "stacked" trains the image-only network, then fits the descriptor regression
     # plus a weight on the image logit on cross-fitted logits (thyrocam.train.stacking).
     fusion: Literal["joint", "stacked"] = "joint"
+    # A second, image-only network that only finds the nodule for the automatic box
+    # (thyrocam.train.recipe.locator_config): the recipe with this outline decoder, also
+    # trained on the outlines of unlabelled cases; saved in the run's locator/ folder.
+    # None: the model's own outline head finds the nodule. On DDTI the outline that boxes
+    # best (the "unet" decoder) is not the network whose Grad-CAM lies on the nodule
+    # (the "fpn" one), so the ddti presets train one of each (docs/ddti.md).
+    locator: Decoder | None = None
 
     def preprocessing(self) -> Preprocessing:
         return Preprocessing(
@@ -123,6 +131,10 @@ _DDTI_RECIPE: dict[str, Any] = dict(
     pool="outline",
     fusion="stacked",
     pretrain_synthetic=1500,  # ~2.5 min once on 2 cores; no DDTI label is seen
+    # The automatic box from a U-Net-decoder network trained on the unlabelled cases'
+    # outlines too (image-only CV, the table's folds: box hit 0.713 vs 0.623, outline
+    # Dice 0.692 vs 0.635); the classifier and its Grad-CAM stay the fpn network's.
+    locator="unet",
 )
 
 
@@ -144,8 +156,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_minutes=4.5,
     ),
     "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox"),
-    # One real-data recipe (_DDTI_RECIPE above): --preset ddti for one run, capped at
-    # 14 minutes for a slow machine (5-10.5 min measured on idle 2-core machines); ddti-cv
+    # One real-data recipe (_DDTI_RECIPE above): --preset ddti for one run, its classifier
+    # capped at 14 minutes for a slow machine (the whole run with the locator: 12.2 min on
+    # an idle 2-core machine, 7.4 of them the classifier and its fusion); ddti-cv
     # the same recipe for `thyrocam cv` (the synthetic pretraining is done once for all folds).
     "ddti": dict(_DDTI_RECIPE, max_minutes=14.0),
     "ddti-cv": dict(_DDTI_RECIPE),

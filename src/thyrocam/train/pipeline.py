@@ -40,7 +40,9 @@ from thyrocam.train.distributed import (
 from thyrocam.train.fit import FitResult, MalignancyLoss, StepLoss, WarmupCosine, fit
 from thyrocam.train.recipe import (
     build_model,
+    fit_locator,
     fitted_meta,
+    locator_config,
     malignant_class_weight,
     run_heads,
     stack_both,
@@ -163,6 +165,7 @@ def _train(
     model, kept_epoch, stacking = _kept_model(
         model, result, prepared, config=config, fit_config=fit_config, start=start, device=device
     )
+    locator = _fit_run_locator(data, prepared, config=config, device=device)
     scores = score_fitted(model, val_loader=val_dl, test_loader=test_dl, device=device)
     metrics = _metrics(prepared, result, scores.validation, scores.test, dist=dist)
     metrics["kept_epoch"] = kept_epoch
@@ -195,8 +198,34 @@ def _train(
         metrics=metrics,
         split=prepared.split_record(),
         problems=prepared.problems,
+        locator=None if locator is None else locator.cpu(),
+        locator_meta=None
+        if locator is None
+        else fitted_meta(
+            locator_config(config), device=device, heads=locator.heads, stacking=None
+        ),
     )
     return broadcast_json(metrics, dist)
+
+
+def _fit_run_locator(
+    data: str | os.PathLike, prepared: PreparedData, *, config: TrainConfig, device: torch.device
+) -> ThyroidNet | None:
+    """The run's locator (``config.locator``; rank 0 alone under torchrun): trained on the
+    training split and the outlined frames of unlabelled cases, for as many epochs as the
+    recipe names (its outline is all it is used for, so no validation chooses an epoch)."""
+    if config.locator is None:
+        return None
+    outline_only = outline_only_samples(data, label_source=config.label_source)
+    log.info("locator (%s decoder): %d unlabelled outlined frames too", config.locator,
+             len(outline_only))
+    return fit_locator(
+        config,
+        prepared.train,
+        cat_maps=prepared.cat_maps,
+        device=device,
+        outline_only=outline_only,
+    )
 
 
 def _kept_model(

@@ -47,6 +47,8 @@ __all__ = [
     "step_loss_for",
     "fit_epochs",
     "fit_network",
+    "fit_locator",
+    "locator_config",
     "load_matching",
     "stack_both",
     "pretrain_synthetic",
@@ -311,6 +313,54 @@ def fit_network(
         outline_only=outline_only,
     )
     return model.eval()
+
+
+def locator_config(config: TrainConfig) -> TrainConfig:
+    """The recipe of a run's locator network (``config.locator``): the run's, image-only,
+    with that outline decoder, also learning the unlabelled cases' outlines."""
+    if config.locator is None:
+        raise ValueError("locator_config: this recipe has no locator (config.locator is None)")
+    return replace(
+        config, modalities="image", decoder=config.locator, unlabelled_outlines=True, locator=None
+    )
+
+
+def fit_locator(
+    config: TrainConfig,
+    samples: list[Sample],
+    *,
+    cat_maps: dict,
+    device: torch.device,
+    outline_only: Sequence[Sample] = (),
+    start: dict[str, torch.Tensor] | None = None,
+) -> ThyroidNet | None:
+    """The network that finds the nodule for the automatic box (``config.locator``).
+
+    Trained on ``samples`` and ``outline_only`` (unlabelled outlined frames) with
+    :func:`locator_config`; ``start``: its synthetic pretraining when already done (as
+    cross-validation does once for all folds), else it is run here. ``None`` when the
+    data has no outline to learn from.
+    """
+    cfg = locator_config(config)
+    heads = run_heads(replace(cfg, heads=None), samples)
+    if "outline" not in heads:
+        log.warning("locator: no outlined frame to learn from, so the run has no locator")
+        return None
+    cfg = replace(cfg, heads=heads)
+    if start is None and cfg.pretrain_synthetic > 0:
+        seed_everything(cfg.seed)
+        pretrained, _ = build_model(cfg, cat_maps=cat_maps, heads=heads)
+        start = {k: v.detach().clone() for k, v in pretrained.state_dict().items()}
+    seed_everything(cfg.seed)
+    return fit_network(
+        cfg,
+        samples,
+        cat_maps=cat_maps,
+        device=device,
+        start=start,
+        desc="locator epoch",
+        outline_only=outline_only,
+    )
 
 
 def _fit_on(
