@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import copy
+import csv
 import os
+import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -84,3 +87,24 @@ def load_predictors_once(monkeypatch: pytest.MonkeyPatch) -> None:
         return copy.copy(_LOADED_PREDICTORS[key])
 
     monkeypatch.setattr(Predictor, "load", classmethod(load))
+
+
+@pytest.fixture(scope="session")
+def partly_labelled(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``synth_dir`` with cases 1-3 unlabelled (no TI-RADS grade, no labels.csv row) and
+    case 3's outlines removed."""
+    out = tmp_path_factory.mktemp("partly") / "ddti"
+    shutil.copytree(synth_dir, out)
+    for number in ("1", "2", "3"):
+        path = out / f"{number}.xml"
+        text = re.sub(r"<tirads>[^<]*</tirads>", "<tirads></tirads>", path.read_text())
+        if number == "3":
+            text = re.sub(r"<svg>.*?</svg>", "<svg></svg>", text, flags=re.S)
+        path.write_text(text)
+    with (out / "labels.csv").open(newline="") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["number"] not in ("1", "2", "3")]
+    with (out / "labels.csv").open("w", newline="") as fh:
+        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+    return out

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import re
 import shutil
 from dataclasses import replace
 from pathlib import Path
@@ -22,7 +20,7 @@ from thyrocam.predictor import Predictor
 from thyrocam.predictor.autobox import find_nodule
 from thyrocam.train import TrainConfig, train
 
-UNLABELLED = ("1", "2")  # no grade and no labels.csv row, outlines kept
+UNLABELLED = ("1", "2")  # conftest.partly_labelled: unlabelled, outlined (3 is not outlined)
 TINY = TrainConfig(  # seconds on CPU, with every head; the locator gets the U-Net decoder
     epochs=1,
     image_size=32,
@@ -35,23 +33,6 @@ TINY = TrainConfig(  # seconds on CPU, with every head; the locator gets the U-N
     progress=False,
     locator="unet",
 )
-
-
-@pytest.fixture(scope="module")
-def partly_labelled(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``synth_dir`` with cases 1 and 2 unlabelled (no TI-RADS grade, no labels.csv row)."""
-    out = tmp_path_factory.mktemp("locator") / "ddti"
-    shutil.copytree(synth_dir, out)
-    for number in UNLABELLED:
-        path = out / f"{number}.xml"
-        path.write_text(re.sub(r"<tirads>[^<]*</tirads>", "<tirads></tirads>", path.read_text()))
-    with (out / "labels.csv").open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["number"] not in UNLABELLED]
-    with (out / "labels.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
 
 
 @pytest.fixture(scope="module")

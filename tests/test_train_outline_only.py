@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
-import re
-import shutil
 from dataclasses import replace
 from pathlib import Path
 
@@ -20,7 +17,7 @@ from thyrocam.train import TrainConfig, train
 from thyrocam.train.losses import malignancy_bce
 from thyrocam.train.recipe import build_model, step_loss_for, with_outline_only
 
-UNLABELLED = ("1", "2", "3")  # no grade and no labels.csv row; case 3 has no outline either
+UNLABELLED = ("1", "2", "3")  # conftest.partly_labelled: case 3 has no outline either
 TINY = TrainConfig(  # seconds on CPU, with every head
     epochs=1,
     image_size=32,
@@ -33,27 +30,6 @@ TINY = TrainConfig(  # seconds on CPU, with every head
     progress=False,
     unlabelled_outlines=True,
 )
-
-
-@pytest.fixture(scope="module")
-def partly_labelled(synth_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``synth_dir`` with cases 1-3 unlabelled (no TI-RADS grade, no labels.csv row) and
-    case 3's outlines removed."""
-    out = tmp_path_factory.mktemp("partly") / "ddti"
-    shutil.copytree(synth_dir, out)
-    for number in UNLABELLED:
-        path = out / f"{number}.xml"
-        text = re.sub(r"<tirads>[^<]*</tirads>", "<tirads></tirads>", path.read_text())
-        if number == "3":
-            text = re.sub(r"<svg>.*?</svg>", "<svg></svg>", text, flags=re.S)
-        path.write_text(text)
-    with (out / "labels.csv").open(newline="") as fh:
-        rows = [r for r in csv.DictReader(fh) if r["number"] not in UNLABELLED]
-    with (out / "labels.csv").open("w", newline="") as fh:
-        writer = csv.DictWriter(fh, fieldnames=list(rows[0]))
-        writer.writeheader()
-        writer.writerows(rows)
-    return out
 
 
 def test_outline_only_samples_are_the_outlined_views_of_unlabelled_cases(
