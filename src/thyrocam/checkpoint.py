@@ -48,6 +48,7 @@ __all__ = [
     "resolve_run_dir",
     "check_run_target",
     "RUN_FILES",
+    "LOCATOR",
 ]
 
 FORMAT = "thyrocam-run"

@@ -34,7 +34,7 @@ from thyrocam.train.recipe import (
     build_model,
     fit_network,
     fitted_meta,
-    locator_config,
+    locator_meta,
     outline_input,
     run_heads,
     with_outline_only,
@@ -117,9 +117,7 @@ def save_fold_run(
             ),
         },
         locator=None if locator is None else copy.deepcopy(locator).cpu(),
-        locator_meta=None
-        if locator is None
-        else fitted_meta(locator_config(config), device="cpu", heads=locator.heads, stacking=None),
+        locator_meta=None if locator is None else locator_meta(config, locator, device="cpu"),
     )
 
 

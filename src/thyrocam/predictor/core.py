@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from thyrocam.checkpoint import RunInfo, load_run
+from thyrocam.checkpoint import LOCATOR, RunInfo, load_run
 from thyrocam.clinical import FIELDS, acr_tirads, encode_clinical_with_mask, normalize_clinical
 from thyrocam.errors import CheckpointError
 from thyrocam.explain import get_method
@@ -242,7 +242,7 @@ class Predictor:
                 weights = folder / "model.safetensors" if folder is not None else None
                 if weights is not None and weights.is_file():
                     # The locator's weights too: they decide the box of a frame given none.
-                    for path in (weights, folder / "locator" / "model.safetensors"):
+                    for path in (weights, folder / LOCATOR / weights.name):
                         if path.is_file():
                             with open(path, "rb") as fh:
                                 for chunk in iter(lambda: fh.read(1 << 20), b""):

@@ -42,7 +42,7 @@ from thyrocam.train.recipe import (
     build_model,
     fit_locator,
     fitted_meta,
-    locator_config,
+    locator_meta,
     malignant_class_weight,
     run_heads,
     stack_both,
@@ -199,11 +199,7 @@ def _train(
         split=prepared.split_record(),
         problems=prepared.problems,
         locator=None if locator is None else locator.cpu(),
-        locator_meta=None
-        if locator is None
-        else fitted_meta(
-            locator_config(config), device=device, heads=locator.heads, stacking=None
-        ),
+        locator_meta=None if locator is None else locator_meta(config, locator, device=device),
     )
     return broadcast_json(metrics, dist)
 

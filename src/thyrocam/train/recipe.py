@@ -49,6 +49,7 @@ __all__ = [
     "fit_network",
     "fit_locator",
     "locator_config",
+    "locator_meta",
     "load_matching",
     "stack_both",
     "pretrain_synthetic",
@@ -317,12 +318,24 @@ def fit_network(
 
 def locator_config(config: TrainConfig) -> TrainConfig:
     """The recipe of a run's locator network (``config.locator``): the run's, image-only,
-    with that outline decoder, also learning the unlabelled cases' outlines."""
+    with that outline decoder and every head the data supports (whatever heads the
+    classifier was given), also learning the unlabelled cases' outlines."""
     if config.locator is None:
         raise ValueError("locator_config: this recipe has no locator (config.locator is None)")
     return replace(
-        config, modalities="image", decoder=config.locator, unlabelled_outlines=True, locator=None
+        config,
+        modalities="image",
+        decoder=config.locator,
+        heads=None,
+        unlabelled_outlines=True,
+        locator=None,
     )
+
+
+def locator_meta(config: TrainConfig, locator: ThyroidNet, *, device: torch.device | str) -> dict:
+    """The ``meta.json`` entries of a run's locator folder (:func:`fitted_meta` of
+    :func:`locator_config`), for :func:`~thyrocam.checkpoint.save_run`'s ``locator_meta``."""
+    return fitted_meta(locator_config(config), device=device, heads=locator.heads, stacking=None)
 
 
 def fit_locator(
@@ -342,11 +355,10 @@ def fit_locator(
     data has no outline to learn from.
     """
     cfg = locator_config(config)
-    heads = run_heads(replace(cfg, heads=None), samples)
+    heads = run_heads(cfg, samples)
     if "outline" not in heads:
         log.warning("locator: no outlined frame to learn from, so the run has no locator")
         return None
-    cfg = replace(cfg, heads=heads)
     if start is None and cfg.pretrain_synthetic > 0:
         seed_everything(cfg.seed)
         pretrained, _ = build_model(cfg, cat_maps=cat_maps, heads=heads)
