@@ -11,9 +11,7 @@
 
 from __future__ import annotations
 
-import csv
 import logging
-import tempfile
 from collections.abc import Sequence
 from dataclasses import asdict, replace
 from pathlib import Path
@@ -22,8 +20,8 @@ import torch
 from torch.utils.data import DataLoader
 
 from thyrocam.checkpoint import load_run
-from thyrocam.clinical import clinical_dim, normalize_value
-from thyrocam.data import ThyroidDataset, prepare_samples
+from thyrocam.clinical import clinical_dim
+from thyrocam.data import ThyroidDataset
 from thyrocam.data.samples import Sample, has_outline
 from thyrocam.errors import InputError
 from thyrocam.imaging import Preprocessing
@@ -36,6 +34,7 @@ from thyrocam.model import (
 from thyrocam.train.config import TrainConfig, seed_everything
 from thyrocam.train.fit import MalignancyLoss, StepLoss, WarmupCosine, train_one_epoch
 from thyrocam.train.losses import MultiTaskLoss
+from thyrocam.train.pretraining import synthetic_set
 from thyrocam.train.stacking import Stacking, fit_stacking
 
 __all__ = [
@@ -215,23 +214,20 @@ def pretrain_synthetic(model: ThyroidNet, *, config: TrainConfig, cat_maps: dict
 
     The synthetic set's ``labels.csv`` holds the true descriptors (its XML holds
     a noisy reading, like a radiologist's); the descriptor heads learn the true
-    ones. Every head the model has is trained, with the run's recipe.
+    ones. Every head the model has is trained, with the run's recipe. The set is
+    written once per process and shared (:mod:`thyrocam.train.pretraining`).
     """
-    from thyrocam.data import make_synthetic_ddti
+    _fit_on(
+        model,
+        list(synthetic_set(cases=config.pretrain_synthetic, seed=config.seed + 1)),
+        config=config,
+        cat_maps=cat_maps,
+        epochs=config.pretrain_epochs,
+        seed=config.seed + 1,
+        desc="synthetic pretraining",
+    )
 
-    with tempfile.TemporaryDirectory(prefix="thyrocam-pretrain-") as tmp:
-        folder = make_synthetic_ddti(tmp, cases=config.pretrain_synthetic, seed=config.seed + 1)
-        samples, _, _ = prepare_samples(folder, label_source="labels")
-        samples = _with_true_descriptors(samples, folder / "labels.csv")
-        _fit_on(
-            model,
-            samples,
-            config=config,
-            cat_maps=cat_maps,
-            epochs=config.pretrain_epochs,
-            seed=config.seed + 1,
-            desc="synthetic pretraining",
-        )
+
 
 
 def fit_epochs(
@@ -450,20 +446,3 @@ def stack_both(
         seed=config.seed,
     )
     return fused.to(device), stacking
-
-
-def _with_true_descriptors(samples: list[Sample], labels_csv: Path) -> list[Sample]:
-    with labels_csv.open(newline="", encoding="utf-8") as fh:
-        truth = {row["number"]: row for row in csv.DictReader(fh)}
-    out = []
-    for s in samples:
-        row = truth.get(s.case_id)
-        if row is None:
-            out.append(s)
-            continue
-        clinical = dict(s.clinical)
-        clinical.update(
-            {f: normalize_value(f, row[f]) if row.get(f) else None for f in DESCRIPTOR_FIELDS}
-        )
-        out.append(replace(s, clinical=clinical))
-    return out
