@@ -259,7 +259,9 @@ def _add_optimisation_options(p: argparse.ArgumentParser) -> None:
         "--max-minutes",
         dest="max_minutes",
         type=float,
-        help="a time cap: stop early (and say so in metrics.json) if the epochs will not fit",
+        help="a time cap on the main network's epochs: stop early (and say so in "
+        "metrics.json) if they will not fit; pretraining, half networks and the locator "
+        "are not capped",
     )
     g.add_argument("--preset", choices=tuple(PRESETS), help="a named set of defaults")
     g.add_argument("--device", help="cpu, cuda, cuda:N (default: CUDA when present)")

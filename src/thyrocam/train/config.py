@@ -40,7 +40,9 @@ class TrainConfig:
     label_source: Literal["auto", "labels", "tirads"] = "auto"
     fractions: tuple[float, float, float] = (0.7, 0.15, 0.15)  # train/val/test, by case
     # A safety cap, not the plan: when the elapsed epochs show the rest will not fit,
-    # training stops early and metrics.json says so ("stopped_by_time_budget").
+    # training stops early and metrics.json says so ("stopped_by_time_budget"). It caps
+    # the run's main network (the one validated each epoch), not its synthetic
+    # pretraining, a stacked fusion's half networks or the locator.
     max_minutes: float | None = None
     field_dropout: float = 0.15  # descriptors hidden at random while training
     progress: bool = True  # tqdm bars
@@ -156,10 +158,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         max_minutes=4.5,
     ),
     "tiny": dict(epochs=1, image_size=64, batch_size=8, preprocess="letterbox"),
-    # One real-data recipe (_DDTI_RECIPE above): --preset ddti for one run, its classifier
-    # capped at 14 minutes for a slow machine (the whole run with the locator: 12.2 min on
-    # an idle 2-core machine, 7.4 of them the classifier and its fusion); ddti-cv
-    # the same recipe for `thyrocam cv` (the synthetic pretraining is done once for all folds).
+    # One real-data recipe (_DDTI_RECIPE above): --preset ddti for one run (9.6 min on an
+    # idle 2-core machine with the locator; the image network's own 40 epochs, all that
+    # max_minutes caps, under a minute of it); ddti-cv the same recipe for `thyrocam cv`
+    # (the synthetic pretraining is done once for all folds).
     "ddti": dict(_DDTI_RECIPE, max_minutes=14.0),
     "ddti-cv": dict(_DDTI_RECIPE),
 }
