@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from thyrocam.checkpoint import load_run
-from thyrocam.cv.networks import fold_test_samples, sample_outline_boxes
+from thyrocam.cv.networks import fold_test_samples
 from thyrocam.data.samples import Sample, prepare_samples
 from thyrocam.imaging import Box, Preprocessing, load_frame, to_tensor
 from thyrocam.predictor.autobox import (
@@ -36,6 +36,7 @@ from thyrocam.predictor.autobox import (
     grown_box,
     nodule_box_from_mask,
     panel_seam,
+    sample_outline_boxes,
     search_core,
 )
 

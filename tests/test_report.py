@@ -144,6 +144,66 @@ def test_report_html_is_self_contained(report_dir: Path) -> None:
     assert "centre map (prior)" in html
 
 
+def test_automatic_box_is_the_predictors_on_every_outlined_frame(
+    report_dir: Path, tiny_roi_run: Path, synth_dir: Path
+) -> None:
+    """Each held-out outlined frame, given without a box, gets the box a prediction gets."""
+    from thyrocam.evaluate import score_run
+    from thyrocam.predictor import Predictor
+    from thyrocam.predictor.autobox import autobox_ious, sample_outline_boxes
+
+    boxes = _strict_json(report_dir / "metrics.json")["automatic_box"]
+    predictor = Predictor.load(tiny_roi_run, device="cpu")
+    outlined = [
+        s for s in score_run(tiny_roi_run, synth_dir, device="cpu").samples
+        if sample_outline_boxes(s)
+    ]
+    assert outlined and boxes["frames"] == len(outlined) == len(boxes["per_frame"])
+    assert boxes["finder"] == "outline head"  # the tiny run has no locator
+    for sample, row in zip(outlined, boxes["per_frame"], strict=True):
+        prediction = predictor.predict(sample.image_path, sample.clinical)
+        box = prediction.roi if prediction.roi_source == "auto" else None
+        assert row["image"] == sample.image_path.name
+        assert row["box"] == (None if box is None else [round(v, 1) for v in box])
+        assert row["iou"] == round(autobox_ious(box, sample_outline_boxes(sample))[0], 4)
+        assert row["dice"] is not None and 0.0 <= row["dice"] <= 1.0
+    ious = np.array([r["iou"] for r in boxes["per_frame"]])
+    assert boxes["hit_rate"] == pytest.approx(np.mean(ious >= 0.5))
+    assert boxes["not_found"] == sum(r["box"] is None for r in boxes["per_frame"])
+    html = (report_dir / "report.html").read_text(encoding="utf-8")
+    assert f"Each of the {boxes['frames']} held-out frames" in html
+
+
+def test_automatic_box_is_not_measured_without_a_finder() -> None:
+    from types import SimpleNamespace
+
+    from thyrocam.report.boxes import measure_boxes
+
+    unable = SimpleNamespace(locator=None, heads=("malignancy",))
+    assert measure_boxes(unable, [], seed=0) is None  # type: ignore[arg-type]
+
+
+def test_automatic_box_interval_and_dice() -> None:
+    from thyrocam.report.boxes import BoxRow, _dice, _hit_interval
+
+    truth = np.zeros((4, 4), dtype=bool)
+    truth[:2] = True  # 8 pixels
+    pred = np.zeros((4, 4), dtype=bool)
+    pred[1:3] = True  # 8 pixels, 4 shared
+    assert _dice(pred, truth) == pytest.approx(0.5)
+    assert _dice(np.zeros_like(truth), np.zeros_like(truth)) == 1.0
+
+    def row(case: str, iou: float) -> BoxRow:
+        sample = Sample(case, Path(f"{case}.jpg"), (), {}, 0, None)
+        return BoxRow(sample, None, (0, 0, 1, 1), iou, iou, None)
+
+    rows = [row("a", 0.9), row("a", 0.8), row("b", 0.1), row("c", 0.6), row("d", 0.2)]
+    lo, hi = _hit_interval(rows, seed=0)
+    assert 0.0 <= lo < 0.6 < hi <= 1.0  # around the 3-of-5 hit rate
+    assert _hit_interval(rows, seed=0) == [lo, hi]  # seeded
+    assert _hit_interval(rows[:2], seed=0) is None  # one case: nothing to resample
+
+
 def test_tirads_labels_carry_the_caveat() -> None:
     from thyrocam.report.html import render_html
 
@@ -226,6 +286,7 @@ def test_html_comes_from_the_escaping_template() -> None:
         "grades",
         "descriptors",
         "explanations",
+        "boxes",
         "gallery",
     ]
     hostile = "<script>alert('x')</script>"
@@ -237,6 +298,7 @@ def test_html_comes_from_the_escaping_template() -> None:
     escaped = "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt;"
     assert html.count(escaped) == 3  # title, run, caveat
     assert "No held-out image has a nodule outline" in html
+    assert "Not measured: the run has no outline head or locator" in html
     assert "No wrong call among the held-out images." in html
 
 

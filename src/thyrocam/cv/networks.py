@@ -10,7 +10,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader
 
 from thyrocam.checkpoint import SPLIT, save_run
@@ -19,7 +18,7 @@ from thyrocam.cv.lines import THRESHOLD, OutlineLR, outline_features, score, sig
 from thyrocam.data import Sample, ThyroidDataset
 from thyrocam.explain import get_method
 from thyrocam.explain.measures import centre_map
-from thyrocam.imaging import Box, load_frame, outline_boxes, to_tensor
+from thyrocam.imaging import load_frame, to_tensor
 from thyrocam.model import ThyroidNet
 from thyrocam.predictor.autobox import (
     MASK_THRESHOLD,
@@ -27,7 +26,7 @@ from thyrocam.predictor.autobox import (
     autobox_ious,
     find_nodule,
     frame_outline,
-    largest_component,
+    sample_outline_boxes,
 )
 from thyrocam.train.config import TrainConfig
 from thyrocam.train.recipe import (
@@ -208,16 +207,6 @@ def _dice(pred: torch.Tensor, truth: torch.Tensor, has: torch.Tensor) -> list[fl
     total = (pred.flatten(1).sum(1) + truth.flatten(1).sum(1)).float()
     dice = torch.where(total > 0, 2 * inter / total.clamp(min=1), torch.ones_like(total))
     return dice[has > 0].tolist()
-
-
-def sample_outline_boxes(sample: Sample) -> list[Box]:
-    """The box of each outline of a frame (frame pixels), the largest outline first
-    (the one training crops use); a manifest's mask file gives its largest component."""
-    boxes = outline_boxes(sample.polygons)
-    if not boxes and sample.mask_path is not None:
-        found = largest_component(np.asarray(Image.open(sample.mask_path).convert("L")) > 127)
-        boxes = [tuple(float(v) for v in found[1])] if found else []  # type: ignore[misc]
-    return boxes
 
 
 def _autobox_scores(model: ThyroidNet, config: TrainConfig, test_s: Sequence[Sample]) -> dict:

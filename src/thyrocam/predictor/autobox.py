@@ -49,10 +49,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from thyrocam.imaging import Box, FrameMapping, Preprocessing, box_iou, to_tensor
+from thyrocam.data.samples import Sample
+from thyrocam.imaging import Box, FrameMapping, Preprocessing, box_iou, outline_boxes, to_tensor
 from thyrocam.model import ThyroidNet
 
 __all__ = [
+    "sample_outline_boxes",
     "FLIP_AVERAGE",
     "MASK_THRESHOLD",
     "MIN_NODULE_FRACTION",
@@ -407,3 +409,13 @@ def autobox_ious(box: Box | None, outlines: Sequence[Box]) -> tuple[float, float
         return 0.0, 0.0
     ious = [box_iou(box, o) for o in outlines]
     return max(ious), ious[0]
+
+
+def sample_outline_boxes(sample: Sample) -> list[Box]:
+    """The box of each outline of a frame (frame pixels), the largest outline first
+    (the one training crops use); a manifest's mask file gives its largest component."""
+    boxes = outline_boxes(sample.polygons)
+    if not boxes and sample.mask_path is not None:
+        found = largest_component(np.asarray(Image.open(sample.mask_path).convert("L")) > 127)
+        boxes = [tuple(float(v) for v in found[1])] if found else []  # type: ignore[misc]
+    return boxes

@@ -20,6 +20,7 @@ from thyrocam.evaluate import Scored, score_run
 from thyrocam.explain.methods import canonical_method
 from thyrocam.predictor import Predictor
 from thyrocam.report.attributions import AttributionSummary, attribution_summary
+from thyrocam.report.boxes import BoxMeasures, measure_boxes
 from thyrocam.report.explanations import REPORT_METHODS, Measures, measure_cases, measured_subset
 from thyrocam.report.gallery import GalleryItem, gallery_items
 from thyrocam.report.scoring import COMBINED, Scoring, load_ablation_runs, score_models
@@ -81,6 +82,8 @@ class Report:
         measures: the explanation measures per CAM method and baseline.
         gallery: the most confident right calls, then the wrong ones.
         meta: the run's ``meta.json`` (architecture, preprocessing, versions).
+        boxes: the automatic box on the outlined frames given whole (``None``: the run
+            cannot find a nodule, or no frame has an outline).
     """
 
     scoring: Scoring
@@ -88,6 +91,7 @@ class Report:
     measures: Measures
     gallery: list[GalleryItem] = field(default_factory=list)
     meta: dict = field(default_factory=dict)
+    boxes: BoxMeasures | None = None
 
     @property
     def scored(self) -> Scored:
@@ -113,6 +117,7 @@ class Report:
             "by_tirads_grade": self.scoring.by_grade,
             "attributions": self.attributions.to_json(),
             "explanations": self.measures.to_json(),
+            "automatic_box": None if self.boxes is None else self.boxes.to_json(),
             "gallery": [item.to_json() for item in self.gallery],
             "versions": self.meta.get("versions"),
         }
@@ -166,6 +171,7 @@ def build_report(
     measured = measured_subset(scored.samples, options.max_cases, seed=options.seed)
     log.info("report: explanation measures on %d outlined images", len(measured))
     measures = measure_cases(predictor, measured, methods=options.methods, seed=options.seed)
+    boxes = measure_boxes(predictor, scored.samples, seed=options.seed)
     gallery = gallery_items(
         predictor, scored.samples, scored.probs, scoring.labels, k=options.gallery
     )
@@ -175,4 +181,5 @@ def build_report(
         measures=measures,
         gallery=gallery,
         meta=dict(predictor.meta),
+        boxes=boxes,
     )

@@ -16,8 +16,10 @@ from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
 from thyrocam.explain.measures import cam_peak
+from thyrocam.imaging import load_image, polygons_to_mask
 from thyrocam.predictor import Explanation
 from thyrocam.report.attributions import AttributionSummary
+from thyrocam.report.boxes import HIT_IOU, BoxMeasures
 from thyrocam.report.explanations import CENTRE_BASELINE, RANDOM_BASELINE, MethodCurves
 from thyrocam.report.scoring import Calibration, ModelScore
 
@@ -30,6 +32,7 @@ __all__ = [
     "attribution_bars",
     "faithfulness_figure",
     "explanation_figure",
+    "box_figure",
 ]
 
 OUTLINE_COLOR = "#39ff14"  # the radiologist's outline, distinct from the jet colormap
@@ -233,4 +236,41 @@ def explanation_figure(
         axes[1].set_ylim(by1, by0)
     if title:
         fig.suptitle(title, fontsize=9)
+    return fig
+
+
+AUTOBOX_COLOR = "#00e5ff"  # the automatic box, dashed as on the page
+
+
+def box_figure(measures: BoxMeasures, *, worst: int = 3, width: float = 11.0) -> Figure:
+    """The automatic box's IoU per frame (left), then the ``worst`` frames it boxed
+    worst: outline in green, its box thin green, the automatic box dashed cyan."""
+    rows = sorted(measures.rows, key=lambda r: r.iou)[:worst]
+    fig = _figure(width, 2.9)
+    axes = fig.subplots(1, 1 + len(rows), width_ratios=[1.0] + [1.45] * len(rows))
+    axes = np.atleast_1d(axes)
+    ious = np.array([r.iou for r in measures.rows])
+    axes[0].hist(ious, bins=np.linspace(0, 1, 21), color="#5b7db1", edgecolor="white")
+    axes[0].axvline(HIT_IOU, color="#b3261e", ls="--", lw=1.2)
+    axes[0].set_xlabel("IoU with the outline's box")
+    axes[0].set_ylabel("frames")
+    axes[0].set_title(f"{100 * measures.hit_rate:.0f}% of {measures.frames} at IoU ≥ {HIT_IOU}",
+                      fontsize=10)
+    for ax, row in zip(axes[1:], rows, strict=True):
+        image = load_image(row.sample.image_path).convert("RGB")
+        ax.imshow(np.asarray(image))
+        mask = polygons_to_mask(row.sample.polygons, size=image.size)
+        if mask.any():
+            ax.contour(mask.astype(float), levels=[0.5], colors=OUTLINE_COLOR, linewidths=1.2)
+        x0, y0, x1, y1 = row.outline_box
+        ax.add_patch(Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=OUTLINE_COLOR, lw=0.6))
+        if row.box is not None:
+            x0, y0, x1, y1 = row.box
+            ax.add_patch(
+                Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, ec=AUTOBOX_COLOR, ls="--", lw=1.6)
+            )
+        found = "no nodule found" if row.box is None else f"IoU {row.iou:.2f}"
+        ax.set_title(f"case {row.sample.case_id} · {found}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
     return fig

@@ -15,10 +15,12 @@ from jinja2 import Environment, PackageLoader, StrictUndefined
 
 from thyrocam.explain.measures import RANDOMIZATION_THRESHOLD
 from thyrocam.explain.methods import METHODS
+from thyrocam.report.boxes import HIT_IOU
 from thyrocam.report.build import Report
 from thyrocam.report.explanations import BASELINES, CENTRE_BASELINE, RANDOM_BASELINE
 from thyrocam.report.figures import (
     attribution_figure,
+    box_figure,
     calibration_figure,
     confusion_figure,
     explanation_figure,
@@ -91,6 +93,8 @@ def _figures(report: Report) -> dict[str, str]:
         figures["faithfulness"] = faithfulness_figure(
             report.measures.curves, report.measures.methods
         )
+    if report.boxes is not None:
+        figures["boxes"] = box_figure(report.boxes)
     return {name: figure_to_data_uri(fig) for name, fig in figures.items()}
 
 
@@ -117,6 +121,8 @@ def render_html(report: Report, *, generated: _dt.datetime | None = None) -> str
             scored=report.scored,
             scoring=report.scoring,
             measures=report.measures,
+            boxes=report.boxes,
+            hit_iou=HIT_IOU,
             attributions=report.attributions,
             meta=report.meta,
             preprocessing=report.meta.get("preprocessing") or {},
