@@ -18,21 +18,11 @@ from thyrocam.data import outline_only_samples, prepare_samples
 from thyrocam.errors import CheckpointError, InputError
 from thyrocam.predictor import Predictor
 from thyrocam.predictor.autobox import find_nodule
-from thyrocam.train import TrainConfig, train
+from thyrocam.train import train
+from tiny_config import TINY_EVERY_HEAD
 
 UNLABELLED = ("1", "2")  # conftest.partly_labelled: unlabelled, outlined (3 is not outlined)
-TINY = TrainConfig(  # seconds on CPU, with every head; the locator gets the U-Net decoder
-    epochs=1,
-    image_size=32,
-    outline_size=48,
-    batch_size=8,
-    preprocess="roi",
-    arch="resnet10n",
-    device="cpu",
-    weights=None,
-    progress=False,
-    locator="unet",
-)
+TINY = replace(TINY_EVERY_HEAD, locator="unet")  # the locator gets the U-Net decoder
 
 
 @pytest.fixture(scope="module")

@@ -16,20 +16,10 @@ from thyrocam.data import ThyroidDataset, outline_only_samples, prepare_samples
 from thyrocam.train import TrainConfig, train
 from thyrocam.train.losses import malignancy_bce
 from thyrocam.train.recipe import build_model, step_loss_for, with_outline_only
+from tiny_config import TINY_EVERY_HEAD
 
 UNLABELLED = ("1", "2", "3")  # conftest.partly_labelled: case 3 has no outline either
-TINY = TrainConfig(  # seconds on CPU, with every head
-    epochs=1,
-    image_size=32,
-    outline_size=48,
-    batch_size=8,
-    preprocess="roi",
-    arch="resnet10n",
-    device="cpu",
-    weights=None,
-    progress=False,
-    unlabelled_outlines=True,
-)
+TINY = replace(TINY_EVERY_HEAD, unlabelled_outlines=True)
 
 
 def test_outline_only_samples_are_the_outlined_views_of_unlabelled_cases(
