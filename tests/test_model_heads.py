@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -399,6 +400,26 @@ def test_ultrasound_augmentation_moves_mask_with_image(synth_dir: Path) -> None:
         m = it["mask"]
         assert 0.3 * float(plain["mask"].sum()) < float(m.sum()) < 3 * float(plain["mask"].sum())
         assert float(m.min()) >= 0.0 and float(m.max()) <= 1.0
+
+
+def test_a_descriptors_only_run_has_only_the_malignancy_head(
+    synth_dir: Path, tmp_path: Path
+) -> None:
+    from thyrocam.train import TrainConfig, train
+
+    config = TrainConfig(
+        epochs=1, image_size=32, batch_size=8, preprocess="roi", progress=False,
+        device="cpu", weights=None, modalities="clinical",
+    )
+    train(synth_dir, out=tmp_path / "clin", config=config)
+    meta = json.loads((tmp_path / "clin" / "meta.json").read_text())
+    assert meta["heads"] == ["malignancy"]  # though the data has outlines and descriptors
+    assert "outline_input" not in meta
+    history = json.loads((tmp_path / "clin" / "metrics.json").read_text())["history"][0]
+    assert "train_outline" not in history
+    train(synth_dir, out=tmp_path / "named", config=replace(config, heads=("outline",)))
+    named = json.loads((tmp_path / "named" / "meta.json").read_text())
+    assert named["heads"] == ["malignancy", "outline"]  # named heads are still trained
 
 
 def test_training_writes_heads_and_outline_input(tiny_run: Path) -> None:

@@ -149,7 +149,8 @@ def add_train_options(p: argparse.ArgumentParser) -> None:
         "--heads",
         type=_heads,
         help="comma-separated heads besides malignancy: outline, descriptors "
-        "(default: every head the data supports; 'malignancy' for none)",
+        "(default: every head the data supports, none for --modalities clinical; "
+        "'malignancy' for none)",
     )
     g.add_argument(
         "--pool",

@@ -71,9 +71,11 @@ def supported_heads(samples: list[Sample]) -> tuple[str, ...]:
 
 
 def run_heads(config: TrainConfig, samples: list[Sample]) -> tuple[str, ...]:
-    """The config's heads (malignancy added), or every head the data supports."""
+    """The config's heads (malignancy added), or every head the data supports -- but
+    for a descriptors-only model only malignancy: its logit never reads the image, so
+    image heads would train a CNN (most of the run's time) for nothing it predicts."""
     if config.heads is None:
-        return supported_heads(samples)
+        return ("malignancy",) if config.modalities == "clinical" else supported_heads(samples)
     return tuple(dict.fromkeys(("malignancy", *config.heads)))
 
 
