@@ -20,7 +20,7 @@ from thyrocam.data import Sample
 from thyrocam.imaging import Box, polygons_to_mask
 from thyrocam.predictor import Predictor
 from thyrocam.predictor.autobox import MASK_THRESHOLD, autobox_ious, sample_outline_boxes
-from thyrocam.report.scoring import BOOTSTRAP_RESAMPLES
+from thyrocam.report.scoring import BOOTSTRAP_RESAMPLES, case_resamples, percentile_interval
 
 __all__ = ["HIT_IOU", "BoxRow", "BoxMeasures", "measure_boxes"]
 
@@ -167,13 +167,9 @@ def _dice(pred: np.ndarray, truth: np.ndarray) -> float:
 
 def _hit_interval(rows: Sequence[BoxRow], *, seed: int) -> list[float] | None:
     """95% interval of the hit rate over resampled cases (a case's frames stay together)."""
-    cases = sorted({r.sample.case_id for r in rows})
-    if len(cases) < 2:
+    groups = [r.sample.case_id for r in rows]
+    if len(set(groups)) < 2:
         return None
-    hits = {c: [r.iou >= HIT_IOU for r in rows if r.sample.case_id == c] for c in cases}
-    rng = np.random.default_rng(seed)
-    draws = []
-    for _ in range(BOOTSTRAP_RESAMPLES):
-        picked = rng.choice(len(cases), size=len(cases), replace=True)
-        draws.append(np.mean([h for i in picked for h in hits[cases[i]]]))
-    return [float(np.percentile(draws, 2.5)), float(np.percentile(draws, 97.5))]
+    hits = np.array([r.iou >= HIT_IOU for r in rows])
+    resamples = case_resamples(groups, n=BOOTSTRAP_RESAMPLES, seed=seed)
+    return percentile_interval([float(hits[idx].mean()) for idx in resamples])

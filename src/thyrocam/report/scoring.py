@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypedDict
@@ -34,6 +34,8 @@ __all__ = [
     "Scoring",
     "load_ablation_runs",
     "bootstrap_auc",
+    "case_resamples",
+    "percentile_interval",
     "results_by_grade",
     "score_models",
 ]
@@ -223,14 +225,9 @@ def bootstrap_auc(
         ``{name: {"auc_ci": [lo, hi] | None, "diff_ci": [lo, hi] | None}}``.
     """
     labels = np.asarray(labels)
-    cases = sorted(set(groups))
-    index = {c: np.flatnonzero(np.asarray(groups) == c) for c in cases}
-    rng = np.random.default_rng(seed)
     draws: dict[str, list[float]] = {name: [] for name in scores}
     diffs: dict[str, list[float]] = {name: [] for name in scores}
-    for _ in range(n):
-        picked = rng.choice(len(cases), size=len(cases), replace=True)
-        idx = np.concatenate([index[cases[i]] for i in picked])
+    for idx in case_resamples(groups, n=n, seed=seed):
         y = labels[idx]
         if y.min() == y.max():
             continue
@@ -239,20 +236,34 @@ def bootstrap_auc(
             draws[name].append(auc)
             if reference is not None:
                 diffs[name].append(aucs[reference] - auc)
-
-    def interval(values: list[float]) -> list[float] | None:
-        # Fewer usable resamples than this give no meaningful 2.5/97.5 percentiles.
-        if len(values) < 20:
-            return None
-        return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
-
     return {
         name: {
-            "auc_ci": interval(draws[name]),
-            "diff_ci": interval(diffs[name]) if reference not in (None, name) else None,
+            "auc_ci": percentile_interval(draws[name]),
+            "diff_ci": (
+                percentile_interval(diffs[name]) if reference not in (None, name) else None
+            ),
         }
         for name in scores
     }
+
+
+def case_resamples(groups: Sequence[str], *, n: int, seed: int) -> Iterator[np.ndarray]:
+    """``n`` bootstrap resamples of the cases in ``groups`` (one case id per image; a
+    case's images stay together): each as the indices of its images."""
+    cases = sorted(set(groups))
+    index = {c: np.flatnonzero(np.asarray(groups) == c) for c in cases}
+    rng = np.random.default_rng(seed)
+    for _ in range(n):
+        picked = rng.choice(len(cases), size=len(cases), replace=True)
+        yield np.concatenate([index[cases[i]] for i in picked])
+
+
+def percentile_interval(values: Sequence[float]) -> list[float] | None:
+    """The 95% percentile interval of bootstrap ``values``; ``None`` under 20 of them
+    (too few usable resamples for meaningful 2.5/97.5 percentiles)."""
+    if len(values) < 20:
+        return None
+    return [float(np.percentile(values, 2.5)), float(np.percentile(values, 97.5))]
 
 
 def results_by_grade(
