@@ -93,3 +93,33 @@ def test_another_set_replaces_the_kept_one_and_removes_its_folder(counted_writes
     assert not folder.exists()
     assert Path(other[0].image_path).exists()
     assert counted_writes == [(2, 5), (2, 6)]
+
+
+def test_cross_validation_locators_start_where_a_runs_locator_does(
+    partly_labelled: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from thyrocam.clinical import fit_cat_maps
+    from thyrocam.cv import _Locating
+    from thyrocam.cv.networks import pretrain_once
+    from thyrocam.data import prepare_samples
+
+    samples = prepare_samples(partly_labelled, label_source=TINY.label_source)[0]
+    cat_maps = fit_cat_maps([s.clinical for s in samples])  # what the CV's folds share
+    starts: list[dict[str, torch.Tensor]] = []
+
+    def no_training(config: TrainConfig, samples: list, *, start: dict, **kwargs) -> None:
+        starts.append(start)  # the weights a run's locator would train from
+
+    monkeypatch.setattr(recipe, "fit_network", no_training)
+    recipe.fit_locator(TINY, samples, cat_maps=cat_maps, device=torch.device("cpu"))
+    run_start = starts[0]
+    cv_start = _Locating.prepare(TINY, samples, []).start
+    assert cv_start is not None
+    assert set(cv_start) == set(run_start)
+    # Pretrained as the classifier's "both" network instead (as CV once did), the
+    # backbone learns differently: the check below can tell the two apart.
+    seed_everything(TINY.seed)
+    as_both = pretrain_once(recipe.locator_config(TINY), samples)
+    assert any(not torch.equal(as_both[k], v) for k, v in run_start.items())
+    for k, v in run_start.items():
+        torch.testing.assert_close(cv_start[k], v, rtol=0, atol=0, msg=k)

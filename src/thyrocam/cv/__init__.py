@@ -51,7 +51,7 @@ from thyrocam.data import Sample, outline_only_samples, prepare_samples
 from thyrocam.errors import InputError
 from thyrocam.model import ThyroidNet, resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
-from thyrocam.train.recipe import fit_locator, locator_config, stack_both
+from thyrocam.train.recipe import fit_locator, locator_start, stack_both
 
 __all__ = [
     "CV_COLUMNS",
@@ -183,13 +183,10 @@ class _Locating:
     def prepare(
         cls, config: TrainConfig, samples: list[Sample], unlabelled: list[Sample]
     ) -> _Locating:
-        """The locator's own synthetic pretraining (its decoder differs from the image
-        network's), done once for all folds as the image network's is."""
-        start = None
-        if config.pretrain_synthetic > 0:
-            seed_everything(config.seed)
-            start = pretrain_once(locator_config(config), samples)
-        return cls(outline_only=unlabelled, start=start)
+        """The locator's own synthetic pretraining, done once for all folds as the image
+        network's is: image-only with its own decoder, where a run's locator starts."""
+        cat_maps = fit_cat_maps([s.clinical for s in samples])  # as pretrain_once's
+        return cls(outline_only=unlabelled, start=locator_start(config, samples, cat_maps=cat_maps))
 
     def fit(
         self, config: TrainConfig, train_s: list[Sample], *, cat_maps: dict, device: torch.device

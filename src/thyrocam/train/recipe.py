@@ -47,6 +47,7 @@ __all__ = [
     "fit_epochs",
     "fit_network",
     "fit_locator",
+    "locator_start",
     "locator_config",
     "locator_meta",
     "load_matching",
@@ -336,6 +337,21 @@ def locator_meta(config: TrainConfig, locator: ThyroidNet, *, device: torch.devi
     return fitted_meta(locator_config(config), device=device, heads=locator.heads, stacking=None)
 
 
+def locator_start(
+    config: TrainConfig, samples: list[Sample], *, cat_maps: dict
+) -> dict[str, torch.Tensor] | None:
+    """The weights a locator network (``config.locator``) starts from: the synthetic
+    pretraining of :func:`locator_config`, as an image-only network (``None`` when the
+    recipe has none). Cross-validation calls it once for all folds, so its locators
+    start where a run's does."""
+    cfg = locator_config(config)
+    if cfg.pretrain_synthetic <= 0:
+        return None
+    seed_everything(cfg.seed)
+    pretrained, _ = build_model(cfg, cat_maps=cat_maps, heads=run_heads(cfg, samples))
+    return {k: v.detach().clone() for k, v in pretrained.state_dict().items()}
+
+
 def fit_locator(
     config: TrainConfig,
     samples: list[Sample],
@@ -353,14 +369,11 @@ def fit_locator(
     data has no outline to learn from.
     """
     cfg = locator_config(config)
-    heads = run_heads(cfg, samples)
-    if "outline" not in heads:
+    if "outline" not in run_heads(cfg, samples):
         log.warning("locator: no outlined frame to learn from, so the run has no locator")
         return None
-    if start is None and cfg.pretrain_synthetic > 0:
-        seed_everything(cfg.seed)
-        pretrained, _ = build_model(cfg, cat_maps=cat_maps, heads=heads)
-        start = {k: v.detach().clone() for k, v in pretrained.state_dict().items()}
+    if start is None:
+        start = locator_start(config, samples, cat_maps=cat_maps)
     seed_everything(cfg.seed)
     return fit_network(
         cfg,
