@@ -79,10 +79,12 @@ def test_the_locator_trains_on_the_unlabelled_outlines(
     import thyrocam.train.recipe as recipe
 
     seen: list[tuple[str, list[str]]] = []
+    cases: dict[str, set[str]] = {}
     real = recipe.fit_epochs
 
     def spy(model, ds, **kw):
         seen.append((model.decoder, sorted({s.case_id for s in ds.samples if s.label is None})))
+        cases.setdefault(model.decoder, set()).update(s.case_id for s in ds.samples)
         return real(model, ds, **kw)
 
     monkeypatch.setattr(recipe, "fit_epochs", spy)
@@ -91,6 +93,13 @@ def test_the_locator_trains_on_the_unlabelled_outlines(
     assert ("unet", list(UNLABELLED)) in seen
     assert all(ids == [] for decoder, ids in seen if decoder == "fpn")
     assert [d for d, _ in seen].count("unet") == 1
+    # The locator learns from the validation split too (nothing is chosen on it for the
+    # locator), never from the test split, where the report measures its box.
+    split = json.loads((tmp_path / "run" / "split.json").read_text())
+    assert split["val"] and split["test"]
+    assert cases["unet"] == {*split["train"], *split["val"], *UNLABELLED}
+    assert sorted(cases["unet"]) == split["locator_train"]
+    assert not cases["unet"] & set(split["test"])
 
 
 def test_the_predictor_boxes_with_the_locator_and_explains_with_the_model(

@@ -7,7 +7,8 @@ A run folder holds::
     cat_maps.json       the descriptor encoding the model was trained with
     metrics.json        validation/test metrics (updated by ``thyrocam evaluate``)
     split.json          the case ids of the train/val/test splits (written by training;
-                        train_outline_only: unlabelled cases whose outlines it learnt)
+                        train_outline_only: unlabelled cases whose outlines it learnt;
+                        locator_train: every case the locator learnt from)
     problems.txt        what the data reader skipped or degraded, one line each
     locator/            optional: the network that finds the nodule for the automatic
                         box (``train_config.locator``), itself a run folder; meta.json

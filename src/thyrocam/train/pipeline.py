@@ -165,7 +165,7 @@ def _train(
     model, kept_epoch, stacking = _kept_model(
         model, result, prepared, config=config, fit_config=fit_config, start=start, device=device
     )
-    locator = _fit_run_locator(data, prepared, config=config, device=device)
+    locator, locator_cases = _fit_run_locator(data, prepared, config=config, device=device)
     scores = score_fitted(model, val_loader=val_dl, test_loader=test_dl, device=device)
     metrics = _metrics(prepared, result, scores.validation, scores.test, dist=dist)
     metrics["kept_epoch"] = kept_epoch
@@ -196,7 +196,7 @@ def _train(
             **({"descriptor_quality": quality} if quality is not None else {}),
         },
         metrics=metrics,
-        split=prepared.split_record(),
+        split={**prepared.split_record(), **({"locator_train": locator_cases} if locator else {})},
         problems=prepared.problems,
         locator=None if locator is None else locator.cpu(),
         locator_meta=None if locator is None else locator_meta(config, locator, device=device),
@@ -206,22 +206,30 @@ def _train(
 
 def _fit_run_locator(
     data: str | os.PathLike, prepared: PreparedData, *, config: TrainConfig, device: torch.device
-) -> ThyroidNet | None:
-    """The run's locator (``config.locator``; rank 0 alone under torchrun): trained on the
-    training split and the outlined frames of unlabelled cases, for as many epochs as the
-    recipe names (its outline is all it is used for, so no validation chooses an epoch)."""
+) -> tuple[ThyroidNet | None, list[str]]:
+    """The run's locator (``config.locator``; rank 0 alone under torchrun) and the case ids
+    it learnt from: trained on :func:`locator_samples` and the outlined frames of
+    unlabelled cases, for as many epochs as the recipe names (its outline is all it is
+    used for, so no validation chooses an epoch)."""
     if config.locator is None:
-        return None
+        return None, []
     outline_only = outline_only_samples(data, label_source=config.label_source)
     log.info("locator (%s decoder): %d unlabelled outlined frames too", config.locator,
              len(outline_only))
-    return fit_locator(
-        config,
-        prepared.train,
-        cat_maps=prepared.cat_maps,
-        device=device,
-        outline_only=outline_only,
+    labelled = locator_samples(prepared)
+    locator = fit_locator(
+        config, labelled, cat_maps=prepared.cat_maps, device=device, outline_only=outline_only
     )
+    return locator, sorted({s.case_id for s in (*labelled, *outline_only)})
+
+
+def locator_samples(prepared: PreparedData) -> list[Sample]:
+    """The labelled frames a run's locator trains on: the training and validation splits.
+
+    Nothing is chosen on validation for the locator (its last weights are kept, and the
+    classifier's validation scores never use it), so validation frames are outlines it
+    can learn from; the test split stays unseen, where the report measures the box."""
+    return [*prepared.train, *prepared.val]
 
 
 def _kept_model(
