@@ -119,7 +119,83 @@ def test_cross_validation_locators_start_where_a_runs_locator_does(
     # Pretrained as the classifier's "both" network instead (as CV once did), the
     # backbone learns differently: the check below can tell the two apart.
     seed_everything(TINY.seed)
-    as_both = pretrain_once(recipe.locator_config(TINY), samples)
+    as_both = pretrain_once(replace(recipe.locator_config(TINY), modalities="both"), samples)
     assert any(not torch.equal(as_both[k], v) for k, v in run_start.items())
     for k, v in run_start.items():
         torch.testing.assert_close(cv_start[k], v, rtol=0, atol=0, msg=k)
+
+
+STACKED = replace(TINY, fusion="stacked", locator=None)
+
+
+def test_cross_validation_networks_start_where_a_run_of_their_model_does(
+    partly_labelled: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import thyrocam.cv as cv
+    import thyrocam.train.pipeline as pipeline
+
+    # The weights a run's network starts training from: build_model's, before any fit.
+    class Built(Exception):
+        pass
+
+    run_starts: dict[str, dict[str, torch.Tensor]] = {}
+    real_build = pipeline.build_model
+
+    def first_build(config: TrainConfig, **kwargs):
+        model, _ = real_build(config, **kwargs)
+        run_starts[config.modalities] = _state(model)
+        raise Built
+
+    monkeypatch.setattr(pipeline, "build_model", first_build)
+    for modalities in ("both", "clinical"):  # the stacked "both" builds its image network
+        with pytest.raises(Built):
+            config = replace(STACKED, modalities=modalities)
+            train(partly_labelled, out=tmp_path / modalities, config=config)
+    assert set(run_starts) == {"image", "clinical"}
+
+    # What cross-validation's networks are given to start from.
+    starts: dict[str, dict[str, torch.Tensor]] = {}
+    given: list[tuple[str, object]] = []
+    real_pretrained, real_fit, real_stack = cv._pretrained, cv.fit_fold, cv.stack_both
+
+    def pretrained(*args, **kwargs):
+        starts.update(real_pretrained(*args, **kwargs))
+        return starts
+
+    def fit_fold(config: TrainConfig, train_s, *, start, **kwargs):
+        given.append((config.modalities, start))
+        return real_fit(config, train_s, start=start, **kwargs)
+
+    def stack_both(image_model, train_s, *, start, **kwargs):
+        given.append(("halves", start))
+        return real_stack(image_model, train_s, start=start, **kwargs)
+
+    monkeypatch.setattr(cv, "_pretrained", pretrained)
+    monkeypatch.setattr(cv, "fit_fold", fit_fold)
+    monkeypatch.setattr(cv, "stack_both", stack_both)
+    models = ("both", "image", "clinical")
+    cv.cross_validate(
+        partly_labelled, out=tmp_path / "cv", folds=2, config=STACKED, models=models, cam_cases=1
+    )
+    assert set(starts) == {"image", "clinical"}  # one pretraining per kind, not per fold
+    for kind, start in given:
+        assert start is starts["clinical" if kind == "clinical" else "image"], kind
+    assert sorted({k for k, _ in given}) == ["clinical", "halves", "image"]
+    # The same networks: the clinical one has only the malignancy head (no outline or
+    # descriptor heads), as a descriptors-only run has.
+    assert set(starts["clinical"]) == set(run_starts["clinical"])
+    assert not any(k.startswith("outline") for k in starts["clinical"])
+    # The image network's start is the run's to the bit. (The clinical branch's differs
+    # in value: a run encodes the descriptors as its training split has them, CV as the
+    # whole set does.)
+    assert set(starts["image"]) == set(run_starts["image"])
+    for k, v in run_starts["image"].items():
+        torch.testing.assert_close(starts["image"][k], v, rtol=0, atol=0, msg=k)
+    # The classifier's pretraining as a "both" network (as CV once did for every network)
+    # is another start: the comparison above can tell them apart.
+    seed_everything(STACKED.seed)
+    samples = thyrocam.data.prepare_samples(partly_labelled, label_source=STACKED.label_source)[0]
+    from thyrocam.cv.networks import pretrain_once
+
+    as_both = pretrain_once(replace(STACKED, modalities="both"), samples)
+    assert any(not torch.equal(as_both[k], v) for k, v in run_starts["image"].items())

@@ -51,7 +51,7 @@ from thyrocam.data import Sample, outline_only_samples, prepare_samples
 from thyrocam.errors import InputError
 from thyrocam.model import ThyroidNet, resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
-from thyrocam.train.recipe import fit_locator, locator_start, stack_both
+from thyrocam.train.recipe import fit_locator, fit_modalities, locator_start, stack_both
 
 __all__ = [
     "CV_COLUMNS",
@@ -103,7 +103,7 @@ def cross_validate(
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)  # only once the inputs are known to be usable
     start = time.perf_counter()
-    pretrained = _pretrained(config, samples) if images else None
+    pretrained = _pretrained(config, samples, models)
     locating = None
     if config.locator is not None and images:
         locating = _Locating.prepare(config, samples, unlabelled)
@@ -147,19 +147,34 @@ def cross_validate(
     return result
 
 
-def _pretrained(config: TrainConfig, samples: list[Sample]) -> dict[str, torch.Tensor] | None:
-    """The image networks' synthetic pretraining, once for all folds (None: none asked)."""
+def _network_modalities(config: TrainConfig, name: str) -> str:
+    """The modalities the network of CV model ``name`` is pretrained and fitted as: those
+    of a run of that model (a stacked ``"both"`` is built on the image network)."""
+    return fit_modalities(replace(config, modalities=name))
+
+
+def _pretrained(
+    config: TrainConfig, samples: list[Sample], models: Sequence[str]
+) -> dict[str, dict[str, torch.Tensor]]:
+    """The synthetic pretraining each network of ``models`` starts from, by its modalities,
+    once for all folds: where a run of that model starts ({}: the recipe has none)."""
     if config.pretrain_synthetic <= 0:
-        return None
-    t0 = time.perf_counter()
-    seed_everything(config.seed)
-    pretrained = pretrain_once(config, samples)
-    log.info(
-        "synthetic pretraining (%d cases): %.0f s",
-        config.pretrain_synthetic,
-        time.perf_counter() - t0,
-    )
-    return pretrained
+        return {}
+    starts: dict[str, dict[str, torch.Tensor]] = {}
+    for name in models:
+        kind = _network_modalities(config, name) if name in ("both", "image", "clinical") else None
+        if kind is None or kind in starts:
+            continue
+        t0 = time.perf_counter()
+        seed_everything(config.seed)
+        starts[kind] = pretrain_once(replace(config, modalities=kind), samples)
+        log.info(
+            "synthetic pretraining of the %s networks (%d cases): %.0f s",
+            kind,
+            config.pretrain_synthetic,
+            time.perf_counter() - t0,
+        )
+    return starts
 
 
 def _check_models(models: Sequence[str]) -> None:
@@ -213,7 +228,7 @@ def _run_fold(
     train_s: list[Sample],
     test_s: list[Sample],
     device: torch.device,
-    pretrained: dict[str, torch.Tensor] | None,
+    pretrained: dict[str, dict[str, torch.Tensor]],
     cam_cases: int,
     statistics_cache: dict[str, np.ndarray],
     runs: Path | None = None,
@@ -223,8 +238,9 @@ def _run_fold(
     """Every model of one fold, scored on its test cases: ``{model: scores}`` (``outline_only``:
     unlabelled outlined frames the image networks train on; ``locating``: the locator's)."""
     cat_maps = fit_cat_maps([s.clinical for s in train_s])
-    # What every network of the fold is fitted with (its stacking halves too).
-    fitting = dict(cat_maps=cat_maps, device=device, start=pretrained, outline_only=outline_only)
+    # What every network of the fold is fitted with (its stacking halves too); each
+    # starts from the pretraining of its own modalities.
+    fitting = dict(cat_maps=cat_maps, device=device, outline_only=outline_only)
     rows: dict[str, dict] = {}
     statistics_lr = image_model = locator = None
     if "outline_lr" in models:  # first: the image networks are also scored through it
@@ -246,14 +262,19 @@ def _run_fold(
                 if image_model is None:
                     image_cfg = replace(cfg, modalities="image")
                     seed_everything(image_cfg.seed)
-                    image_model = fit_fold(image_cfg, train_s, **fitting)
+                    image_model = fit_fold(
+                        image_cfg, train_s, start=pretrained.get("image"), **fitting
+                    )
                 model = image_model
             else:
                 seed_everything(cfg.seed)
-                model = fit_fold(cfg, train_s, **fitting)
+                start = pretrained.get(_network_modalities(config, name))
+                model = fit_fold(cfg, train_s, start=start, **fitting)
             stacking = None
-            if stacked:
-                model, stacking = stack_both(image_model, train_s, config=cfg, **fitting)
+            if stacked:  # the half networks start where the image network starts
+                model, stacking = stack_both(
+                    image_model, train_s, config=cfg, start=pretrained.get("image"), **fitting
+                )
             if locating is not None and locator is None and cfg.modalities != "clinical":
                 locator = locating.fit(cfg, train_s, cat_maps=cat_maps, device=device)
             boxer = locator if cfg.modalities != "clinical" else None  # image models only

@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Sequence
-from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -43,14 +42,14 @@ from thyrocam.train.stacking import Stacking
 
 
 def pretrain_once(config: TrainConfig, samples: list[Sample]) -> dict[str, torch.Tensor]:
-    """The synthetic pretraining every fold starts from (no DDTI label is seen).
+    """The synthetic pretraining every fold's network of ``config.modalities`` starts
+    from (no DDTI label is seen), as a run of that network pretrains.
 
     Done once rather than per fold and network: it depends on no fold. The
     descriptor vocabulary is read from all cases (values, never labels).
     """
     cat_maps = fit_cat_maps([s.clinical for s in samples])
-    cfg = replace(config, modalities="both")
-    model, _ = build_model(cfg, cat_maps=cat_maps, heads=run_heads(cfg, samples))
+    model, _ = build_model(config, cat_maps=cat_maps, heads=run_heads(config, samples))
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 

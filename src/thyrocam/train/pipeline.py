@@ -41,6 +41,7 @@ from thyrocam.train.fit import FitResult, MalignancyLoss, StepLoss, WarmupCosine
 from thyrocam.train.recipe import (
     build_model,
     fit_locator,
+    fit_modalities,
     fitted_meta,
     locator_meta,
     malignant_class_weight,
@@ -149,7 +150,7 @@ def _train(
     if outline_only and main:
         log.info("outlines of unlabelled cases also trained on: %d frames", len(outline_only))
     # A stacked "both" model starts as the image-only network (thyrocam.train.stacking).
-    fit_config = replace(config, modalities="image") if _stacked(config) else config
+    fit_config = replace(config, modalities=fit_modalities(config))
     model, backbone = build_model(fit_config, cat_maps=prepared.cat_maps, heads=heads)
     start = None
     if _stacked(config):  # the half networks start where the image network starts

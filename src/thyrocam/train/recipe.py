@@ -43,6 +43,7 @@ __all__ = [
     "outline_input",
     "fitted_meta",
     "build_model",
+    "fit_modalities",
     "step_loss_for",
     "fit_epochs",
     "fit_network",
@@ -101,6 +102,14 @@ def fitted_meta(
         # The whole-frame pass the automatic box is computed on (outline head only).
         **({"outline_input": outline_input(config).to_dict()} if "outline" in heads else {}),
     }
+
+
+def fit_modalities(config: TrainConfig) -> str:
+    """The modalities a run's network is built, pretrained and fitted as: a stacked
+    ``"both"`` model (:mod:`thyrocam.train.stacking`) starts as its image-only network."""
+    if config.modalities == "both" and config.fusion == "stacked":
+        return "image"
+    return config.modalities
 
 
 def build_model(
@@ -229,8 +238,6 @@ def pretrain_synthetic(model: ThyroidNet, *, config: TrainConfig, cat_maps: dict
         seed=config.seed + 1,
         desc="synthetic pretraining",
     )
-
-
 
 
 def fit_epochs(
