@@ -138,12 +138,12 @@ def test_cross_validation_networks_start_where_a_run_of_their_model_does(
     class Built(Exception):
         pass
 
-    run_starts: dict[str, dict[str, torch.Tensor]] = {}
+    run_starts: dict[str, tuple[dict[str, torch.Tensor], str]] = {}
     real_build = pipeline.build_model
 
     def first_build(config: TrainConfig, **kwargs):
-        model, _ = real_build(config, **kwargs)
-        run_starts[config.modalities] = _state(model)
+        model, init = real_build(config, **kwargs)
+        run_starts[config.modalities] = (_state(model), init)
         raise Built
 
     monkeypatch.setattr(pipeline, "build_model", first_build)
@@ -152,6 +152,9 @@ def test_cross_validation_networks_start_where_a_run_of_their_model_does(
             config = replace(STACKED, modalities=modalities)
             train(partly_labelled, out=tmp_path / modalities, config=config)
     assert set(run_starts) == {"image", "clinical"}
+    image_start, image_init = run_starts["image"]
+    assert "synthetic:3" in image_init
+    assert "synthetic" not in run_starts["clinical"][1]  # descriptors only: from scratch
 
     # What cross-validation's networks are given to start from.
     starts: dict[str, dict[str, torch.Tensor]] = {}
@@ -177,19 +180,13 @@ def test_cross_validation_networks_start_where_a_run_of_their_model_does(
     cv.cross_validate(
         partly_labelled, out=tmp_path / "cv", folds=2, config=STACKED, models=models, cam_cases=1
     )
-    assert set(starts) == {"image", "clinical"}  # one pretraining per kind, not per fold
-    for kind, start in given:
-        assert start is starts["clinical" if kind == "clinical" else "image"], kind
+    assert set(starts) == {"image"}  # one pretraining for all folds, none for descriptors
     assert sorted({k for k, _ in given}) == ["clinical", "halves", "image"]
-    # The same networks: the clinical one has only the malignancy head (no outline or
-    # descriptor heads), as a descriptors-only run has.
-    assert set(starts["clinical"]) == set(run_starts["clinical"])
-    assert not any(k.startswith("outline") for k in starts["clinical"])
-    # The image network's start is the run's to the bit. (The clinical branch's differs
-    # in value: a run encodes the descriptors as its training split has them, CV as the
-    # whole set does.)
-    assert set(starts["image"]) == set(run_starts["image"])
-    for k, v in run_starts["image"].items():
+    for kind, start in given:
+        assert start is (None if kind == "clinical" else starts["image"]), kind
+    # The image network (and the fusion's halves) start where a run's does, to the bit.
+    assert set(starts["image"]) == set(image_start)
+    for k, v in image_start.items():
         torch.testing.assert_close(starts["image"][k], v, rtol=0, atol=0, msg=k)
     # The classifier's pretraining as a "both" network (as CV once did for every network)
     # is another start: the comparison above can tell them apart.
@@ -198,4 +195,4 @@ def test_cross_validation_networks_start_where_a_run_of_their_model_does(
     from thyrocam.cv.networks import pretrain_once
 
     as_both = pretrain_once(replace(STACKED, modalities="both"), samples)
-    assert any(not torch.equal(as_both[k], v) for k, v in run_starts["image"].items())
+    assert any(not torch.equal(as_both[k], v) for k, v in image_start.items())

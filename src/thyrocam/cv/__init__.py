@@ -157,12 +157,13 @@ def _pretrained(
     config: TrainConfig, samples: list[Sample], models: Sequence[str]
 ) -> dict[str, dict[str, torch.Tensor]]:
     """The synthetic pretraining each network of ``models`` starts from, by its modalities,
-    once for all folds: where a run of that model starts ({}: the recipe has none)."""
+    once for all folds: where a run of that model starts ({}: the recipe has none; a
+    descriptors-only network is never pretrained, in a run or here)."""
     if config.pretrain_synthetic <= 0:
         return {}
     starts: dict[str, dict[str, torch.Tensor]] = {}
     for name in models:
-        kind = _network_modalities(config, name) if name in ("both", "image", "clinical") else None
+        kind = _network_modalities(config, name) if name in ("both", "image") else None
         if kind is None or kind in starts:
             continue
         t0 = time.perf_counter()

@@ -138,9 +138,14 @@ def build_model(
     init = load_backbone_weights(model, weights=config.weights)
     if config.init_from:
         init = _load_matching(model, config.init_from)
-    if config.pretrain_synthetic > 0:
+    if config.pretrain_synthetic > 0 and config.modalities != "clinical":
         pretrain_synthetic(model, config=config, cat_maps=cat_maps)
         init = f"{init}+synthetic:{config.pretrain_synthetic}"
+    elif config.pretrain_synthetic > 0:
+        # The synthetic set teaches the image (outline, descriptors, malignancy); a
+        # descriptors-only network would learn only the generator's own descriptor-to-
+        # label rule, so it starts from scratch, as cross-validation scores it.
+        log.info("pretrain_synthetic: a descriptors-only network is not pretrained")
     return model, init
 
 
