@@ -257,38 +257,29 @@ def _run_fold(
         else:
             cfg = replace(config, modalities=name, seed=config.seed + fold, pretrain_synthetic=0)
             stacked = name == "both" and config.fusion == "stacked"
+            start = pretrained.get(_network_modalities(config, name))  # where a run starts
             if name == "image" or stacked:
                 # A stacked "both" is built on the fold's image-only network: one training
                 # serves both rows (the image row then reports no seconds of its own).
                 if image_model is None:
                     image_cfg = replace(cfg, modalities="image")
                     seed_everything(image_cfg.seed)
-                    image_model = fit_fold(
-                        image_cfg, train_s, start=pretrained.get("image"), **fitting
-                    )
+                    image_model = fit_fold(image_cfg, train_s, start=start, **fitting)
                 model = image_model
             else:
                 seed_everything(cfg.seed)
-                start = pretrained.get(_network_modalities(config, name))
                 model = fit_fold(cfg, train_s, start=start, **fitting)
             stacking = None
             if stacked:  # the half networks start where the image network starts
                 model, stacking = stack_both(
-                    image_model, train_s, config=cfg, start=pretrained.get("image"), **fitting
+                    image_model, train_s, config=cfg, start=start, **fitting
                 )
             if locating is not None and locator is None and cfg.modalities != "clinical":
                 locator = locating.fit(cfg, train_s, cat_maps=cat_maps, device=device)
             boxer = locator if cfg.modalities != "clinical" else None  # image models only
             res = score_network(
-                model,
-                cfg,
-                test_s,
-                cat_maps,
-                device,
-                cam_cases=cam_cases,
-                train_s=train_s,
-                outline_lr=statistics_lr,
-                locator=boxer,
+                model, cfg, test_s, cat_maps, device,
+                cam_cases=cam_cases, train_s=train_s, outline_lr=statistics_lr, locator=boxer,
             )
             if stacking is not None:
                 res.update({f"stacking_{k}": v for k, v in stacking.to_dict().items()})
