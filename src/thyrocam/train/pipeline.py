@@ -197,7 +197,10 @@ def _train(
             **({"descriptor_quality": quality} if quality is not None else {}),
         },
         metrics=metrics,
-        split={**prepared.split_record(), **({"locator_train": locator_cases} if locator else {})},
+        split={
+            **prepared.split_record(),
+            **({"locator_train": locator_cases} if locator is not None else {}),
+        },
         problems=prepared.problems,
         locator=None if locator is None else locator.cpu(),
         locator_meta=None if locator is None else locator_meta(config, locator, device=device),
