@@ -51,7 +51,13 @@ from thyrocam.data import Sample, outline_only_samples, prepare_samples
 from thyrocam.errors import InputError
 from thyrocam.model import ThyroidNet, resolve_device
 from thyrocam.train.config import TrainConfig, seed_everything
-from thyrocam.train.recipe import fit_locator, fit_modalities, locator_start, stack_both
+from thyrocam.train.recipe import (
+    fit_locator,
+    fit_modalities,
+    is_stacked,
+    locator_start,
+    stack_both,
+)
 
 __all__ = [
     "CV_COLUMNS",
@@ -256,7 +262,7 @@ def _run_fold(
             res = descriptor_lr(train_s, test_s, cat_maps)
         else:
             cfg = replace(config, modalities=name, seed=config.seed + fold, pretrain_synthetic=0)
-            stacked = name == "both" and config.fusion == "stacked"
+            stacked = is_stacked(cfg)
             start = pretrained.get(_network_modalities(config, name))  # where a run starts
             if name == "image" or stacked:
                 # A stacked "both" is built on the fold's image-only network: one training

@@ -43,6 +43,7 @@ from thyrocam.train.recipe import (
     fit_locator,
     fit_modalities,
     fitted_meta,
+    is_stacked,
     locator_meta,
     malignant_class_weight,
     run_heads,
@@ -153,7 +154,7 @@ def _train(
     fit_config = replace(config, modalities=fit_modalities(config))
     model, backbone = build_model(fit_config, cat_maps=prepared.cat_maps, heads=heads)
     start = None
-    if _stacked(config):  # the half networks start where the image network starts
+    if is_stacked(config):  # the half networks start where the image network starts
         start = {k: v.detach().clone() for k, v in model.state_dict().items()}
     model.to(device)
     result, val_dl, test_dl = _fit_model(
@@ -254,7 +255,7 @@ def _kept_model(
     ddti run, best at epoch 4), and an early epoch leaves the outline head, and so the
     automatic box, half-trained.
     """
-    if not _stacked(config):
+    if not is_stacked(config):
         model.load_state_dict(result.best_state)
         return model, result.best_epoch, None
     # Under torchrun rank 0 fits the two half networks alone (the other ranks already
@@ -301,10 +302,6 @@ def _fit_model(
         dist=dist,
     )
     return result, val_dl, test_dl
-
-
-def _stacked(config: TrainConfig) -> bool:
-    return config.fusion == "stacked" and config.modalities == "both"
 
 
 def prepare_data(

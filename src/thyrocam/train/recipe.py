@@ -44,6 +44,7 @@ __all__ = [
     "fitted_meta",
     "build_model",
     "fit_modalities",
+    "is_stacked",
     "step_loss_for",
     "fit_epochs",
     "fit_network",
@@ -104,12 +105,15 @@ def fitted_meta(
     }
 
 
+def is_stacked(config: TrainConfig) -> bool:
+    """Whether ``config`` trains a stacked ``"both"`` model (:mod:`thyrocam.train.stacking`)."""
+    return config.modalities == "both" and config.fusion == "stacked"
+
+
 def fit_modalities(config: TrainConfig) -> str:
     """The modalities a run's network is built, pretrained and fitted as: a stacked
-    ``"both"`` model (:mod:`thyrocam.train.stacking`) starts as its image-only network."""
-    if config.modalities == "both" and config.fusion == "stacked":
-        return "image"
-    return config.modalities
+    ``"both"`` model starts as its image-only network."""
+    return "image" if is_stacked(config) else config.modalities
 
 
 def build_model(
